@@ -1,0 +1,46 @@
+# iffse: `make demo` runs the main job, `make test` the tests; each sets itself up first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+LFW_DIR ?= $(IFFSE_LFW_DIR)
+
+.PHONY: demo test test-fast models lab venv venv-test clean check-notebooks
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Stamps record which requirements file was installed, so an edit re-runs pip.
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.test-installed: requirements-test.txt $(VENV)/.runtime-installed
+	$(PIP) install --quiet -r requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.runtime-installed
+venv-test: $(VENV)/.test-installed
+
+models: $(VENV)/.runtime-installed
+	$(PY) -m iffse_lib.models
+
+demo: models
+	$(VENV)/bin/iffse demo $(if $(LFW_DIR),--lfw-dir $(LFW_DIR),)
+
+test: models venv-test
+	$(PY) -m pytest
+
+test-fast: models venv-test
+	$(PY) -m pytest -m "not slow and not browser"
+
+lab: models
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+check-notebooks: venv-test
+	$(PY) tools/check_notebooks.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,81 @@
+"""Aligned face chips -> vectors.
+
+An embedder takes a batch of 150 x 150 RGB chips made by :func:`iffse_lib.faces.face_chips`
+(dlib's ``get_face_chip`` alignment) and returns float32 vectors. Every vector the catalogue
+stores is tagged with the embedder's ``model_tag``; vectors of different tags never mix.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from . import config
+from .errors import IffseError
+from .models import model_path
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Chips in, vectors out."""
+
+    #: Names the weights (and numeric precision) that produced a vector.
+    model_tag: str
+    dim: int
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """(N, 150, 150, 3) uint8 RGB chips -> (N, dim) float32 vectors."""
+        ...
+
+
+@functools.cache
+def _dlib_face_resnet(path: str):
+    import dlib
+
+    return dlib.face_recognition_model_v1(path)
+
+
+def _check_chips(chips: np.ndarray) -> np.ndarray:
+    chips = np.asarray(chips)
+    if chips.ndim != 4 or chips.shape[1:] != (config.CHIP_SIZE, config.CHIP_SIZE, 3) or chips.dtype != np.uint8:
+        raise ValueError(
+            f"expected chips of shape (N, {config.CHIP_SIZE}, {config.CHIP_SIZE}, 3) uint8, "
+            f"got {chips.shape} {chips.dtype}")
+    return chips
+
+
+class DlibEmbedder:
+    """dlib's face ResNet through ``compute_face_descriptor`` (the reference implementation)."""
+
+    model_tag = "dlib-resnet-v1"
+    dim = 128
+
+    def __init__(self, num_jitters: int = 0):
+        if num_jitters < 0:
+            raise ValueError("num_jitters must be >= 0")
+        self.num_jitters = num_jitters
+        if num_jitters:
+            self.model_tag = f"dlib-resnet-v1-jitter{num_jitters}"
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        chips = _check_chips(chips)
+        if len(chips) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        net = _dlib_face_resnet(str(model_path(config.FACE_RESNET_FILE)))
+        out = net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], self.num_jitters)
+        return np.asarray([np.asarray(v) for v in out], dtype=np.float32)
+
+
+EMBEDDERS = {"dlib": DlibEmbedder}
+
+
+def get_embedder(name: str | None = None, **kwargs) -> Embedder:
+    """An embedder by name (``dlib``, ``torch``); None gives the default."""
+    name = name or "dlib"
+    try:
+        factory = EMBEDDERS[name]
+    except KeyError:
+        raise IffseError(f"unknown embedder {name!r}; choose one of {sorted(EMBEDDERS)}") from None
+    return factory(**kwargs)

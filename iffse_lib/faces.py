@@ -1,0 +1,136 @@
+"""Detection, 68-point landmarks and alignment with dlib.
+
+- :func:`detect_faces` runs dlib's HOG detector and its 68-point shape predictor.
+- :func:`face_chips` makes the 150 px chips the embedder takes (dlib's ``get_face_chip``).
+- :func:`openface_crop` makes the 96 px OpenFace crop IFFSE used: the outer eye corners and the
+  nose tip mapped onto OpenFace's template by an affine transform (for display).
+
+Models load on first use, once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from PIL import Image
+
+from . import config
+from .models import model_path
+from .records import Box, Detection
+
+#: The 68-point layout, region by region (half-open index ranges), for plots.
+REGIONS = {
+    "jaw": (0, 17),
+    "right_brow": (17, 22),
+    "left_brow": (22, 27),
+    "nose": (27, 36),
+    "right_eye": (36, 42),
+    "left_eye": (42, 48),
+    "lips": (48, 68),
+}
+
+#: OpenFace's OUTER_EYES_AND_NOSE landmarks (right eye outer corner, left eye outer corner,
+#: nose tip) and where its min-max normalised template puts them in the unit square.
+OPENFACE_LANDMARKS = (36, 45, 33)
+_TPL_MIN = np.array([0.0792396913815, 0.182360984545])
+_TPL_MAX = np.array([0.971193274221, 1.06080371126])
+OPENFACE_TEMPLATE = (np.array([
+    (0.252418718401, 0.331052263829),
+    (0.782865376271, 0.321305281656),
+    (0.520712933176, 0.634268222208),
+]) - _TPL_MIN) / (_TPL_MAX - _TPL_MIN)
+
+
+@functools.cache
+def _hog_detector():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def _shape_predictor(path: str):
+    import dlib
+
+    return dlib.shape_predictor(path)
+
+
+def shape_predictor():
+    return _shape_predictor(str(model_path(config.SHAPE_PREDICTOR_68_FILE)))
+
+
+def _full_object_detection(landmarks: np.ndarray, box: Box | None = None):
+    import dlib
+
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if box is None:
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        box = Box(int(lo[0]), int(lo[1]), int(hi[0]) + 1, int(hi[1]) + 1)
+    rect = dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1)
+    parts = dlib.points()
+    for x, y in np.rint(pts).astype(int):
+        parts.append(dlib.point(int(x), int(y)))
+    return dlib.full_object_detection(rect, parts)
+
+
+def detect_boxes(image: np.ndarray, upsample: int = config.DEFAULT_UPSAMPLE,
+                 threshold: float = 0.0) -> list[tuple[Box, float]]:
+    """Face boxes and scores from dlib's HOG detector, largest first.
+
+    ``upsample`` doubles the image that many times before detecting (finds smaller faces, costs
+    about 4x per step); ``threshold`` is added to the detector's decision threshold.
+    """
+    if upsample < 0:
+        raise ValueError("upsample must be >= 0")
+    image = np.ascontiguousarray(image)
+    rects, scores, _ = _hog_detector().run(image, upsample, threshold)
+    h, w = image.shape[:2]
+    # dlib rectangles are inclusive and may stick out of the image; clip, right/bottom exclusive.
+    found = [(Box(max(0, r.left()), max(0, r.top()), min(w, r.right() + 1), min(h, r.bottom() + 1)), float(s))
+             for r, s in zip(rects, scores)]
+    found.sort(key=lambda bs: -(bs[0].width * bs[0].height))
+    return found
+
+
+def detect_faces(image: np.ndarray, upsample: int = config.DEFAULT_UPSAMPLE,
+                 threshold: float = 0.0) -> list[Detection]:
+    """Every face dlib's HOG detector finds in an (H, W, 3) uint8 RGB image, with its 68 landmarks."""
+    return [Detection(box=box, score=score, landmarks=landmarks_for_box(image, box))
+            for box, score in detect_boxes(image, upsample, threshold)]
+
+
+def landmarks_for_box(image: np.ndarray, box: Box) -> np.ndarray:
+    """The 68 landmarks inside a given box (for boxes that come from elsewhere)."""
+    import dlib
+
+    rect = dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1)
+    shape = shape_predictor()(np.ascontiguousarray(image), rect)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def face_chips(image: np.ndarray, landmarks: list[np.ndarray] | np.ndarray,
+               size: int = config.CHIP_SIZE, padding: float = config.CHIP_PADDING) -> np.ndarray:
+    """dlib's aligned face chips, (N, size, size, 3) uint8, one per landmark set."""
+    import dlib
+
+    if len(landmarks) == 0:
+        return np.zeros((0, size, size, 3), np.uint8)
+    dets = dlib.full_object_detections()
+    for pts in landmarks:
+        dets.append(_full_object_detection(pts))
+    chips = dlib.get_face_chips(np.ascontiguousarray(image), dets, size=size, padding=padding)
+    return np.stack([np.asarray(c, dtype=np.uint8) for c in chips])
+
+
+def openface_crop(image: np.ndarray, landmarks: np.ndarray, size: int = config.OPENFACE_SIZE) -> np.ndarray:
+    """The OpenFace-style crop IFFSE used: outer eyes and nose tip mapped onto OpenFace's template."""
+    src = np.asarray(landmarks, dtype=np.float64)[list(OPENFACE_LANDMARKS)]
+    dst = OPENFACE_TEMPLATE * size
+    # PIL wants the map from output to input pixels: solve input = A @ [x_out, y_out, 1].
+    design = np.hstack([dst, np.ones((3, 1))])
+    coeffs = np.linalg.solve(design, src)  # (3, 2)
+    data = tuple(coeffs[:, 0]) + tuple(coeffs[:, 1])
+    out = Image.fromarray(np.ascontiguousarray(image)).transform(
+        (size, size), Image.Transform.AFFINE, data=data, resample=Image.Resampling.BILINEAR)
+    return np.asarray(out, dtype=np.uint8)

@@ -1,0 +1,121 @@
+"""Safe image loading: EXIF orientation, colour modes, size limits.
+
+Every photo iffse reads goes through :func:`load_image`, which returns an (H, W, 3) uint8 RGB
+array or raises :class:`~iffse_lib.errors.BadImage` with a ``kind`` and a plain message:
+
+``empty``       a zero-byte file
+``too_large``   more than ``config.MAX_FILE_BYTES`` bytes, or more than ``config.MAX_PIXELS``
+                pixels (a decompression bomb); checked from the header, before decoding
+``not_image``   bytes that no decoder recognises (a text file named .jpg)
+``truncated``   a file that ends before its image data does
+``unsupported`` a recognised format whose pixels cannot be made RGB
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import config
+from .errors import BadImage
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        # Composite transparent pixels onto white rather than black.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit greyscale: scale to 8 bits over the full range of the type.
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr8 = np.zeros(arr.shape, np.uint8) if hi <= lo else ((arr - lo) / (hi - lo) * 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ... Pillow converts these itself.
+    return im.convert("RGB")
+
+
+def open_image(source: bytes | str | Path) -> Image.Image:
+    """Decode ``source`` (bytes or a path) into an upright RGB PIL image, or raise BadImage."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise BadImage("unreadable", f"{path}: cannot read ({exc.strerror})") from None
+        name = str(path)
+        if size > config.MAX_FILE_BYTES:
+            raise BadImage("too_large", f"{name}: {size:,} bytes is over the {config.MAX_FILE_BYTES:,}-byte limit")
+        data = path.read_bytes()
+    else:
+        data, name = bytes(source), "image"
+    if not data:
+        raise BadImage("empty", f"{name}: the file is empty (0 bytes)")
+    if len(data) > config.MAX_FILE_BYTES:
+        raise BadImage("too_large", f"{name}: {len(data):,} bytes is over the {config.MAX_FILE_BYTES:,}-byte limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise BadImage("too_large", f"{name}: {exc}") from None
+    except UnidentifiedImageError:
+        raise BadImage("not_image", f"{name}: not an image file (no decoder recognises its bytes)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise BadImage("not_image", f"{name}: not a readable image ({exc})") from None
+    width, height = im.size
+    if width * height > config.MAX_PIXELS:
+        raise BadImage(
+            "too_large",
+            f"{name}: {width}x{height} = {width * height:,} pixels is over the {config.MAX_PIXELS:,}-pixel "
+            "limit (a possible decompression bomb)")
+    if width == 0 or height == 0:
+        raise BadImage("not_image", f"{name}: the image has no pixels ({width}x{height})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+    except (OSError, SyntaxError, EOFError) as exc:
+        msg = str(exc)
+        if "truncated" in msg or "image file is truncated" in msg or isinstance(exc, EOFError) or "broken data stream" in msg:
+            raise BadImage("truncated", f"{name}: the file is truncated ({msg})") from None
+        raise BadImage("not_image", f"{name}: cannot decode the image ({msg})") from None
+    except (ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise BadImage("unsupported", f"{name}: cannot convert the image to RGB ({exc})") from None
+
+
+def load_image(source: bytes | str | Path) -> np.ndarray:
+    """Decode ``source`` into an upright (H, W, 3) uint8 RGB array, or raise BadImage."""
+    return np.ascontiguousarray(np.asarray(open_image(source), dtype=np.uint8))
+
+
+def guess_extension(data: bytes) -> str:
+    """A file extension for encoded image bytes, from their magic number ('.jpg' when unsure)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return ".gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    if data[:2] == b"BM":
+        return ".bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return ".tif"
+    return ".jpg"

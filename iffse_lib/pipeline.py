@@ -1,0 +1,210 @@
+"""The stages over batches of photos: collect, then detect, landmarks, align, embed; then index.
+
+Each batch of photos is one catalogue transaction, so an interrupted run resumes where it
+stopped: photos already detected are not detected again, faces that already have a vector of
+the embedder's model are not embedded again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import config, faces, images
+from .catalog import Catalog
+from .embed import Embedder, get_embedder
+from .errors import BadImage, IndexMissing
+from .index import FaceIndex
+from .records import Detection, PhotoRecord
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, and per-item milliseconds for medians."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    items: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, stage: str, seconds: float, per_item: bool = True) -> None:
+        self.seconds[stage] += seconds
+        if per_item:
+            self.items[stage].append(seconds * 1000.0)
+
+    def median_ms(self) -> dict[str, float]:
+        return {k: float(np.median(v)) for k, v in self.items.items() if v}
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        med = self.median_ms()
+        return {k: {"seconds": round(v, 3), "median_ms": round(med.get(k, float("nan")), 2)}
+                for k, v in self.seconds.items()}
+
+
+# -- collect ------------------------------------------------------------------------------------
+
+def collect(catalog: Catalog, source: Iterable[PhotoRecord], progress: bool = True) -> dict:
+    """Store every photo of ``source`` in the catalogue; returns counts.
+
+    Sources seen before are skipped without reading them; bad files are recorded as errors
+    (``catalog.errors()``) and the collection goes on.
+    """
+    seen = set()
+    kind = getattr(source, "kind", None)
+    if kind:
+        seen = catalog.seen_sources(kind)
+    counts = Counter()
+    t0 = time.perf_counter()
+    total = len(source) if hasattr(source, "__len__") else None
+    bar = tqdm(source, total=total, desc="collect", unit="photo", disable=not progress)
+    for record in bar:
+        if record.source_id in seen or (not kind and catalog.has_source(record.kind, record.source_id)):
+            counts["skipped"] += 1
+            continue
+        try:
+            data = record.read_bytes()
+        except OSError as exc:
+            catalog.reject_source(record, "collect", "unreadable", f"{record.source_id}: {exc}")
+            counts["errors"] += 1
+            continue
+        try:
+            image = images.open_image(data)
+        except BadImage as exc:
+            catalog.reject_source(record, "collect", exc.kind, f"{record.source_id}: {exc}")
+            counts["errors"] += 1
+            continue
+        _, created = catalog.store_photo(record, data, image.width, image.height, images.guess_extension(data))
+        counts["stored" if created else "duplicates"] += 1
+        bar.set_postfix(stored=counts["stored"], errors=counts["errors"], refresh=False)
+    counts["seconds"] = round(time.perf_counter() - t0, 3)
+    return dict(counts)
+
+
+# -- detect, landmarks, align, embed ------------------------------------------------------------
+
+_PENDING_SQL = """
+SELECT p.id, p.path, d.photo_id IS NOT NULL AS detected FROM photos p
+LEFT JOIN detections d ON d.photo_id = p.id
+WHERE d.photo_id IS NULL
+   OR EXISTS (SELECT 1 FROM faces f WHERE f.photo_id = p.id
+              AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.face_id = f.id AND v.model = ?))
+ORDER BY p.id
+"""
+
+
+def detector_tag(upsample: int) -> str:
+    return f"hog-up{upsample}"
+
+
+def process_photo(image: np.ndarray, upsample: int, times: StageTimes | None = None) -> list[Detection]:
+    """Detect faces and their landmarks in one image (the detect and landmarks stages)."""
+    t = time.perf_counter()
+    boxes = faces.detect_boxes(image, upsample)
+    t2 = time.perf_counter()
+    found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b)) for b, s in boxes]
+    if times is not None:
+        times.add("detect", t2 - t)
+        times.add("landmarks", time.perf_counter() - t2)
+    return found
+
+
+def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: int = config.DEFAULT_UPSAMPLE,
+                 batch_size: int = config.DEFAULT_BATCH, progress: bool = True, limit: int | None = None,
+                 times: StageTimes | None = None) -> dict:
+    """Detect, align and embed every photo that still needs it; returns counts and stage times."""
+    embedder = embedder or get_embedder()
+    times = times if times is not None else StageTimes()
+    pending = catalog.query(_PENDING_SQL, (embedder.model_tag,))
+    if limit is not None:
+        pending = pending[:limit]
+    counts = Counter()
+    det_tag = detector_tag(upsample)
+    t_start = time.perf_counter()
+    bar = tqdm(total=len(pending), desc=f"index ({embedder.model_tag})", unit="photo", disable=not progress)
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start:start + batch_size]
+        detected: dict[int, list[Detection] | str] = {}
+        chips: list[np.ndarray] = []
+        keys: list[tuple[int, int]] = []
+        for row in batch:
+            photo_id, rel, already = row[0], row[1], bool(row[2])
+            t = time.perf_counter()
+            try:
+                image = images.load_image(catalog.root / rel)
+            except BadImage as exc:
+                catalog.record_error("load", exc.kind, str(exc), photo_id=photo_id)
+                detected[photo_id] = exc.kind
+                counts["load_errors"] += 1
+                continue
+            times.add("load", time.perf_counter() - t)
+            if already:
+                have = {r[0] for r in catalog.query(
+                    "SELECT f.idx FROM faces f JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE f.photo_id=?",
+                    (embedder.model_tag, photo_id))}
+                todo = [(f.landmarks, i) for i, f in enumerate(catalog.faces_of_photo(photo_id)) if i not in have]
+            else:
+                found = process_photo(image, upsample, times)
+                detected[photo_id] = found
+                counts["faces"] += len(found)
+                counts["photos_without_faces"] += not found
+                todo = [(d.landmarks, i) for i, d in enumerate(found)]
+            if todo:
+                t = time.perf_counter()
+                chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
+                times.add("align", time.perf_counter() - t)
+                keys += [(photo_id, i) for _, i in todo]
+        vectors = None
+        if chips:
+            t = time.perf_counter()
+            vectors = embedder.embed(np.concatenate(chips))
+            times.add("embed", time.perf_counter() - t, per_item=False)
+            times.items["embed"].append((time.perf_counter() - t) * 1000.0 / len(keys))
+        t = time.perf_counter()
+        catalog.save_batch(det_tag, detected, embedder.model_tag, vectors, keys)
+        times.add("commit", time.perf_counter() - t, per_item=False)
+        counts["photos"] += len(batch)
+        counts["vectors"] += len(keys)
+        bar.update(len(batch))
+        bar.set_postfix(faces=counts["faces"], refresh=False)
+    bar.close()
+    elapsed = time.perf_counter() - t_start
+    counts_out = dict(counts)
+    counts_out["seconds"] = round(elapsed, 3)
+    counts_out["photos_per_s"] = round(counts["photos"] / elapsed, 2) if elapsed > 0 and counts["photos"] else 0.0
+    counts_out["stages"] = times.summary()
+    return counts_out
+
+
+# -- index --------------------------------------------------------------------------------------
+
+def index_dir(catalog: Catalog) -> Path:
+    return catalog.root / "index"
+
+
+def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
+                progress: bool = True) -> tuple[FaceIndex, dict]:
+    """Build and save the Annoy index over every vector of ``model_tag``."""
+    model_tag = model_tag or get_embedder().model_tag
+    t = time.perf_counter()
+    face_ids, vectors = catalog.vectors(model_tag)
+    if len(face_ids) == 0:
+        raise IndexMissing(f"no vectors of model {model_tag!r} to index. Run `iffse index` after collecting photos.")
+    index = FaceIndex(model_tag, dim=vectors.shape[1], n_trees=n_trees)
+    index.add(face_ids, vectors)
+    index.build()
+    index.save(index_dir(catalog))
+    catalog.set_meta("index_stale", "0")
+    seconds = time.perf_counter() - t
+    return index, {"faces": len(face_ids), "n_trees": n_trees, "seconds": round(seconds, 3)}
+
+
+def load_index(catalog: Catalog, model_tag: str | None = None) -> FaceIndex:
+    """The saved index of ``model_tag``, checked against the catalogue."""
+    model_tag = model_tag or get_embedder().model_tag
+    ids = np.array([r[0] for r in catalog.query(
+        "SELECT face_id FROM vectors WHERE model=? ORDER BY face_id", (model_tag,))], dtype=np.int64)
+    return FaceIndex.load(index_dir(catalog), model_tag, expect_face_ids=ids)

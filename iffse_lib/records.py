@@ -1,0 +1,73 @@
+"""Small typed records passed between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face rectangle in pixels of the (EXIF-rotated) photo; right and bottom exclusive."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.right, self.bottom)
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    """What a source yields: the bytes (or a path to them) and what the source knows.
+
+    ``source_id`` is unique within ``kind`` (a path, an LFW file name, an Instagram shortcode
+    plus image number); the catalogue uses it to skip records it has seen before.
+    """
+
+    kind: str
+    source_id: str
+    path: Path | None = None
+    data: bytes | None = None
+    identity: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise ValueError(f"photo record {self.kind}:{self.source_id} has neither data nor path")
+        return Path(self.path).read_bytes()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found in a photo: its box, detector score and 68 landmarks (x, y pixels)."""
+
+    box: Box
+    score: float
+    landmarks: np.ndarray  # (68, 2) float32
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face row of the catalogue."""
+
+    face_id: int
+    photo_id: int
+    box: Box
+    score: float
+    landmarks: np.ndarray  # (68, 2) float32

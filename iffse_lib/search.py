@@ -1,0 +1,106 @@
+"""A query photo (or a catalogued face) -> ranked matches from the index.
+
+:func:`search` returns one pandas DataFrame per face found in the query photo, largest face
+first, with the columns ``rank, distance, face_id, photo_id, identity, path, left, top, right,
+bottom``; ``df.attrs`` holds the query face's box, score and landmarks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import config, faces, images
+from .catalog import Catalog
+from .embed import Embedder, get_embedder
+from .errors import NoFaceFound
+from .index import FaceIndex
+
+COLUMNS = ["rank", "distance", "face_id", "photo_id", "identity", "path", "left", "top", "right", "bottom"]
+
+
+class Searcher:
+    """Holds a catalogue, its index and an embedder for repeated queries (widgets, notebooks)."""
+
+    def __init__(self, catalog: Catalog, embedder: Embedder | None = None, index: FaceIndex | None = None,
+                 upsample: int = config.DEFAULT_UPSAMPLE):
+        from .pipeline import load_index
+
+        self.catalog = catalog
+        self.embedder = embedder or get_embedder()
+        self.index = index or load_index(catalog, self.embedder.model_tag)
+        if self.index.model_tag != self.embedder.model_tag:
+            from .errors import ModelMismatch
+
+            raise ModelMismatch(f"the index holds {self.index.model_tag!r} vectors but the embedder makes "
+                                f"{self.embedder.model_tag!r} vectors")
+        self.upsample = upsample
+
+    def _matches(self, ids: np.ndarray, dists: np.ndarray, threshold: float | None, k: int):
+        import pandas as pd
+
+        keep = ids >= 0
+        if threshold is not None:
+            keep &= dists <= threshold
+        ids, dists = ids[keep][:k], dists[keep][:k]
+        info = {}
+        if len(ids):
+            marks = ",".join("?" * len(ids))
+            for r in self.catalog.query(
+                    f"SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, p.identity, p.path "
+                    f"FROM faces f JOIN photos p ON p.id=f.photo_id WHERE f.id IN ({marks})", [int(i) for i in ids]):
+                info[r[0]] = r
+        rows = []
+        for rank, (fid, dist) in enumerate(zip(ids, dists), start=1):
+            r = info.get(int(fid))
+            if r is None:  # a face removed since the index was built never comes back
+                continue
+            rows.append({"rank": rank, "distance": float(dist), "face_id": int(fid), "photo_id": r["photo_id"],
+                         "identity": r["identity"], "path": str(self.catalog.root / r["path"]),
+                         "left": r["left"], "top": r["top"], "right": r["right"], "bottom": r["bottom"]})
+        df = pd.DataFrame(rows, columns=COLUMNS)
+        df["rank"] = np.arange(1, len(df) + 1)
+        return df
+
+    def search_image(self, image: np.ndarray, k: int = config.DEFAULT_K, threshold: float | None = None,
+                     exclude_face_ids: set[int] | None = None) -> list:
+        """One DataFrame of matches per face in ``image`` (largest face first)."""
+        found = faces.detect_faces(image, self.upsample)
+        if not found:
+            raise NoFaceFound("no face found in the query photo (dlib's HOG detector finds frontal faces "
+                              "of about 80 x 80 pixels and larger)")
+        chips = faces.face_chips(image, [d.landmarks for d in found])
+        vectors = self.embedder.embed(chips)
+        extra = len(exclude_face_ids or ())
+        ids, dists = self.index.query(vectors, k + extra)
+        out = []
+        for d, row_ids, row_d in zip(found, ids, dists):
+            if exclude_face_ids:
+                keep = ~np.isin(row_ids, list(exclude_face_ids))
+                row_ids, row_d = row_ids[keep], row_d[keep]
+            df = self._matches(row_ids, row_d, threshold, k)
+            df.attrs.update({"query_box": d.box, "query_score": d.score, "query_landmarks": d.landmarks})
+            out.append(df)
+        return out
+
+    def search(self, photo: str | Path | bytes, k: int = config.DEFAULT_K, threshold: float | None = None) -> list:
+        """Search with a photo given as a path or as encoded bytes; BadImage / NoFaceFound on bad input."""
+        return self.search_image(images.load_image(photo), k, threshold)
+
+    def search_face(self, face_id: int, k: int = config.DEFAULT_K, threshold: float | None = None):
+        """Matches of a catalogued face (itself left out), from its stored vector."""
+        _, vec = self.catalog.vectors(self.index.model_tag, [face_id])
+        if len(vec) == 0:
+            raise NoFaceFound(f"face {face_id} has no {self.index.model_tag!r} vector in the catalogue")
+        ids, dists = self.index.query(vec, k + 1)
+        keep = ids[0] != face_id
+        df = self._matches(ids[0][keep], dists[0][keep], threshold, k)
+        df.attrs["query_face_id"] = face_id
+        return df
+
+
+def search(photo: str | Path | bytes, catalog: Catalog, k: int = config.DEFAULT_K,
+           threshold: float | None = None, embedder: Embedder | None = None) -> list:
+    """One DataFrame of matches per face in ``photo``; see :class:`Searcher`."""
+    return Searcher(catalog, embedder).search(photo, k, threshold)

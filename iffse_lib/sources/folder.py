@@ -1,0 +1,43 @@
+"""Every image under a directory, recursively."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from .. import config
+from ..errors import SourceError
+from ..records import PhotoRecord
+
+
+class FolderSource:
+    """Images under ``root`` (by extension, case-insensitive), in sorted path order.
+
+    With ``identity_from_folder=True`` the name of each file's parent folder is its identity
+    label (``people/<identity>/photo.jpg``); files directly under ``root`` get none.
+    ``source_id`` is the path relative to ``root``.
+    """
+
+    kind = "folder"
+
+    def __init__(self, root: str | Path, identity_from_folder: bool = False,
+                 extensions: tuple[str, ...] = config.IMAGE_EXTENSIONS):
+        self.root = Path(root).expanduser().resolve()
+        if not self.root.is_dir():
+            raise SourceError(f"{self.root} is not a folder")
+        self.identity_from_folder = identity_from_folder
+        self.extensions = tuple(e.lower() for e in extensions)
+        self._files = sorted(p for p in self.root.rglob("*")
+                             if p.is_file() and p.suffix.lower() in self.extensions and not p.name.startswith("."))
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __iter__(self) -> Iterator[PhotoRecord]:
+        for path in self._files:
+            rel = path.relative_to(self.root)
+            identity = None
+            if self.identity_from_folder and len(rel.parts) > 1:
+                identity = rel.parts[-2]
+            yield PhotoRecord(kind=self.kind, source_id=rel.as_posix(), path=path, identity=identity,
+                              meta={"root": str(self.root)})
