@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 # Stamps record which requirements file was installed, so an edit re-runs pip.
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(VENV)/bin/python
-	$(PIP) install --quiet -r requirements.txt
+	HNSWLIB_NO_NATIVE=1 $(PIP) install --quiet -r requirements.txt  # hnswlib: portable build
 	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
