@@ -1,0 +1,497 @@
+"""A local imitation of Instagram's hashtag pages, for tests and offline notebooks.
+
+It serves, on 127.0.0.1, both API generations that :mod:`iffse_lib.sources.instagram` speaks, with
+the shapes of the recorded responses in ``../shared/instagram`` (see its README):
+
+* ``legacy`` (2017): ``GET /explore/tags/<tag>/`` HTML with ``window._sharedData`` in the early-2017
+  (``TagPage[0].tag.media.nodes``) or late-2017 (``TagPage[0].graphql.hashtag``) shape, the
+  ``en_US_Commons.js`` bundle that holds the ``query_id``, and ``GET /graphql/query/?query_id=…``.
+* ``web`` (today): ``GET /api/v1/tags/web_info/?tag_name=…`` and further pages from
+  ``GET /explore/tags/<tag>/?__a=1&__d=dis&max_id=…``; both need a ``sessionid`` cookie, as the
+  real ones have since 2025 (anonymous requests are redirected to ``/accounts/login/``).
+* images: any ``…/<shortcode>_<n>_…_n.jpg`` path. Responses point image URLs at
+  ``https://scontent.cdninstagram.test`` (as real responses point at Instagram's CDN), so the
+  client must rewrite the image host, as it does with ``image_host=``.
+
+Posts are generated: ``n_posts`` of them, newest first, from ``n_owners`` accounts; every tenth
+is a carousel of 2 or 3 images and every fifteenth a video (its cover image is served). Image
+bodies are real photos (by default a few from ``../shared/data/faces/people``; synthetic ones if
+that folder is missing) with the image's key written into a JPEG comment, so every image has
+its own bytes but decodes to the same pixels as its photo.
+
+Faults are switched on with :class:`Fault` objects (429 with ``Retry-After``, 500s, responses
+slower than a timeout, truncated image bodies, HTML where JSON is expected, a login redirect,
+``checkpoint_required``, 401 "please wait", ``status: fail``, a bundle without ``query_id``) or
+``corrupt_images`` (image keys always served cut short). Every request is recorded in
+``requests`` (time, endpoint, path, query, status), so tests can check rates and waits.
+
+Use it as a context manager::
+
+    with FakeInstagram(n_posts=60) as server:
+        collect_hashtag(catalog, ["selfie"], api="web", base_url=server.url,
+                        image_host=server.url, cookies=server.cookies_file(tmp_path))
+
+or, for a notebook, ``with serve() as url: …``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import http.server
+import io
+import json
+import re
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Iterator
+
+from .. import config
+
+QUERY_ID = "17875800862117404"
+BUNDLE_HASH = "6a9b1ac4f2d1"
+WEB_APP_ID = "936619743392459"
+CDN = "https://scontent.cdninstagram.test"
+#: Fake session cookies the imitation accepts (any non-empty ``sessionid`` is accepted).
+FAKE_COOKIES = {"sessionid": "FAKEsession%3A51230000%3Asecret", "csrftoken": "FAKEcsrfSECRETtoken",
+                "ds_user_id": "51230000", "mid": "FAKEmidValue", "ig_did": "FAKE-IG-DID"}
+
+_IMAGE_RE = re.compile(r"/(?P<key>[A-Za-z0-9]+_\d+)_\d+x\d+_n\.jpg$")
+
+
+@dataclasses.dataclass
+class Fault:
+    """Answer ``count`` requests to ``endpoint`` wrongly, after the first ``after`` of them.
+
+    ``kind``: ``429`` (with ``Retry-After: retry_after`` unless it is None), ``500``, ``slow``
+    (wait ``delay`` seconds, then answer normally), ``truncate`` (an image body cut short: the
+    connection closes before ``Content-Length`` bytes), ``html`` (an HTML page where JSON is
+    expected), ``login_redirect`` (302 to /accounts/login/), ``login_required`` (403),
+    ``checkpoint`` (400 checkpoint_required), ``please_wait`` (401), ``status_fail`` (200 with
+    ``"status": "fail"``), ``missing_query_id`` (a Commons bundle without the query id).
+    ``endpoint``: ``api`` (every non-image request), ``page``, ``graphql``, ``web``, ``image`` or
+    ``any``. ``count=None`` means every request from then on.
+    """
+
+    kind: str
+    endpoint: str = "api"
+    count: int | None = 1
+    after: int = 0
+    retry_after: float | None = 1
+    delay: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggedRequest:
+    t: float  # time.monotonic() when the request arrived
+    method: str
+    path: str
+    query: dict
+    endpoint: str
+    status: int
+    fault: str | None
+    has_session: bool
+    app_id: str | None
+    user_agent: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class FakePost:
+    index: int
+    shortcode: str
+    media_id: str
+    owner_id: str
+    username: str
+    taken_at: int
+    caption: str | None
+    kind: str  # image, video, carousel
+    image_keys: tuple[str, ...]
+
+    def images(self, api: str) -> tuple[str, ...]:
+        """The image keys a client should store for this post (legacy feeds list one per post)."""
+        return self.image_keys[:1] if api == "legacy" else self.image_keys
+
+
+def _default_image_paths() -> list[Path]:
+    people = config.PROJECT_ROOT.parent / "shared" / "data" / "faces" / "people"
+    if people.is_dir():
+        files = sorted(p for p in people.rglob("*.jpg"))
+        files.sort(key=lambda p: p.stat().st_size)
+        return files[:6]
+    return []
+
+
+def _synthetic_images(n: int = 4) -> list[bytes]:
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        im = Image.new("RGB", (96, 96), (40 * i % 256, 90, 200 - 30 * i))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=85)
+        out.append(buf.getvalue())
+    return out
+
+
+def _as_jpeg(data: bytes) -> bytes:
+    if data[:3] == b"\xff\xd8\xff":
+        return data
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _with_comment(jpeg: bytes, text: str) -> bytes:
+    """The same JPEG with a COM segment after SOI: other bytes, same pixels."""
+    comment = text.encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text.encode()).decode()
+
+
+class FakeInstagram:
+    """The imitation server; see the module docstring. ``url`` is its base URL once started."""
+
+    def __init__(self, n_posts: int = 300, *, tag: str = "selfie", page_size: int = 12,
+                 legacy_shape: str = "graphql", images: list[str | Path] | None = None,
+                 n_owners: int = 37, require_login: bool = True, image_delay: float = 0.0,
+                 faults: list[Fault] | None = None, corrupt_images: set[str] | None = None):
+        if legacy_shape not in ("graphql", "2017"):
+            raise ValueError("legacy_shape is 'graphql' (late 2017) or '2017' (early 2017)")
+        self.tag = tag
+        self.page_size = page_size
+        self.legacy_shape = legacy_shape
+        self.require_login = require_login
+        self.image_delay = image_delay
+        self.faults: list[Fault] = list(faults or [])
+        self.corrupt_images: set[str] = set(corrupt_images or ())
+        paths = [Path(p) for p in images] if images is not None else _default_image_paths()
+        self._bases = [_as_jpeg(p.read_bytes()) for p in paths] or _synthetic_images()
+        self.posts: list[FakePost] = [self._make_post(i, n_owners) for i in range(n_posts)]
+        self._by_key = {k: (p, n) for p in self.posts for n, k in enumerate(p.image_keys)}
+        self.requests: list[LoggedRequest] = []
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url: str | None = None
+
+    # -- data -------------------------------------------------------------------------------
+    def _make_post(self, i: int, n_owners: int) -> FakePost:
+        owner = i % n_owners
+        shortcode = f"FkPost{i:05d}"
+        if i % 10 == 4:
+            kind, n_images = "carousel", 2 + (i % 3 == 0)
+        elif i % 15 == 7:
+            kind, n_images = "video", 1
+        else:
+            kind, n_images = "image", 1
+        return FakePost(index=i, shortcode=shortcode, media_id=str(3391234567890000000 + i),
+                        owner_id=str(51230000 + owner), username=f"fake_user_{owner:02d}",
+                        taken_at=1718450000 - 97 * i, caption=None if i % 7 == 3 else f"post {i} #{self.tag}",
+                        kind=kind, image_keys=tuple(f"{shortcode}_{n}" for n in range(n_images)))
+
+    def image_bytes(self, key: str) -> bytes:
+        post, n = self._by_key[key]
+        return _with_comment(self._bases[(post.index * 3 + n) % len(self._bases)], f"iffse-fake {key}")
+
+    def expected_images(self, api: str, n_posts: int | None = None) -> dict[str, tuple[FakePost, int]]:
+        """``source_id -> (post, image number)`` that a crawl of the first ``n_posts`` should store."""
+        return {f"{p.shortcode}/{n}": (p, n) for p in self.posts[:n_posts] for n, _ in enumerate(p.images(api))}
+
+    def cookies_file(self, folder: str | Path, fmt: str = "netscape") -> Path:
+        """Write :data:`FAKE_COOKIES` as a browser export (``netscape`` cookies.txt or ``json``)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if fmt == "json":
+            path = folder / "cookies.json"
+            path.write_text(json.dumps([{"domain": ".instagram.com", "name": k, "value": v, "path": "/",
+                                         "secure": True, "httpOnly": k == "sessionid"}
+                                        for k, v in FAKE_COOKIES.items()]))
+        else:
+            path = folder / "cookies.txt"
+            lines = ["# Netscape HTTP Cookie File"]
+            lines += [f".instagram.com\tTRUE\t/\tTRUE\t2000000000\t{k}\t{v}" for k, v in FAKE_COOKIES.items()]
+            path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _image_url(self, key: str, w: int = 1080, h: int = 1080) -> str:
+        return f"{CDN}/v/t51.2885-15/{key}_{w}x{h}_n.jpg?stp=dst-jpg_e35&oh=00_FAKE&oe=6700FFFF"
+
+    # node builders ---------------------------------------------------------------------------
+    def _node_2017(self, p: FakePost) -> dict:
+        node = {"__typename": {"image": "GraphImage", "video": "GraphVideo", "carousel": "GraphSidecar"}[p.kind],
+                "id": p.media_id, "code": p.shortcode, "date": p.taken_at, "owner": {"id": p.owner_id},
+                "display_src": self._image_url(p.image_keys[0]), "thumbnail_src": self._image_url(p.image_keys[0], 640, 640),
+                "is_video": p.kind == "video", "dimensions": {"height": 1080, "width": 1080},
+                "comments": {"count": p.index % 5}, "likes": {"count": p.index * 3 % 97}}
+        if p.caption is not None:
+            node["caption"] = p.caption
+        return node
+
+    def _node_graphql(self, p: FakePost) -> dict:
+        return {"__typename": {"image": "GraphImage", "video": "GraphVideo", "carousel": "GraphSidecar"}[p.kind],
+                "id": p.media_id, "shortcode": p.shortcode, "taken_at_timestamp": p.taken_at,
+                "owner": {"id": p.owner_id}, "display_url": self._image_url(p.image_keys[0]),
+                "thumbnail_src": self._image_url(p.image_keys[0], 640, 640), "is_video": p.kind == "video",
+                "edge_media_to_caption": {"edges": [] if p.caption is None else [{"node": {"text": p.caption}}]},
+                "dimensions": {"height": 1080, "width": 1080}, "edge_media_to_comment": {"count": p.index % 5},
+                "edge_liked_by": {"count": p.index * 3 % 97}, "comments_disabled": False,
+                "accessibility_caption": "Image may contain: 1 person, closeup"}
+
+    def _media_web(self, p: FakePost) -> dict:
+        def versions(key):
+            return {"candidates": [{"width": 1080, "height": 1080, "url": self._image_url(key)},
+                                   {"width": 640, "height": 640, "url": self._image_url(key, 640, 640)}]}
+
+        m = {"taken_at": p.taken_at, "pk": p.media_id, "id": f"{p.media_id}_{p.owner_id}",
+             "media_type": {"image": 1, "video": 2, "carousel": 8}[p.kind], "code": p.shortcode,
+             "comment_count": p.index % 5, "like_count": p.index * 3 % 97, "has_liked": False,
+             "user": {"pk": p.owner_id, "pk_id": p.owner_id, "id": p.owner_id, "username": p.username,
+                      "full_name": p.username.replace("_", " ").title(), "is_private": False},
+             "caption": None if p.caption is None else {"text": p.caption, "user_id": p.owner_id, "media_id": p.media_id},
+             "original_width": 1080, "original_height": 1080, "image_versions2": versions(p.image_keys[0])}
+        if p.kind == "video":
+            m["video_versions"] = [{"type": 101, "width": 720, "height": 720,
+                                    "url": f"{CDN}/o1/v/t16/{p.shortcode}.mp4?oh=00_FAKE"}]
+            m["video_duration"] = 7.5
+        if p.kind == "carousel":
+            m["carousel_media_count"] = len(p.image_keys)
+            m["carousel_media"] = [{"id": f"{int(p.media_id) + 1000 * (n + 1)}_{p.owner_id}",
+                                    "pk": str(int(p.media_id) + 1000 * (n + 1)), "media_type": 1,
+                                    "carousel_parent_id": m["id"], "image_versions2": versions(k)}
+                                   for n, k in enumerate(p.image_keys)]
+        return m
+
+    def _legacy_connection(self, offset: int, first: int) -> dict:
+        page = self.posts[offset:offset + first]
+        end = offset + len(page)
+        more = end < len(self.posts)
+        return {"count": len(self.posts), "page_info": {"has_next_page": more,
+                                                        "end_cursor": _b64(f"cursor:{end}") if more else None}, "page": page}
+
+    def _web_feed(self, offset: int) -> dict:
+        page = self.posts[offset:offset + self.page_size]
+        end = offset + len(page)
+        more = end < len(self.posts)
+        sections = [{"layout_type": "media_grid", "feed_type": "media",
+                     "layout_content": {"medias": [{"media": self._media_web(p)} for p in page[i:i + 3]]}}
+                    for i in range(0, len(page), 3)]
+        return {"sections": sections, "more_available": more, "next_max_id": _b64(f"max:{end}") if more else None,
+                "next_page": offset // self.page_size + 1, "next_media_ids": []}
+
+    # -- serving ----------------------------------------------------------------------------
+    def start(self) -> "FakeInstagram":
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                try:
+                    server._handle(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-instagram", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "FakeInstagram":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log(self, endpoint: str | None = None) -> list[LoggedRequest]:
+        with self._lock:
+            return [r for r in self.requests if endpoint is None or r.endpoint == endpoint]
+
+    def _classify(self, path: str, query: dict) -> str:
+        if _IMAGE_RE.search(path):
+            return "image"
+        if path.startswith("/graphql/"):
+            return "graphql"
+        if path.startswith("/api/v1/") or (path.startswith("/explore/tags/") and "__a" in query):
+            return "web"
+        if path.startswith("/explore/tags/") or path.startswith("/static/"):
+            return "page"
+        return "other"
+
+    def _pick_fault(self, endpoint: str) -> Fault | None:
+        with self._lock:
+            n = self._counts[endpoint] = self._counts.get(endpoint, 0) + 1
+            for f in self.faults:
+                if f.endpoint == endpoint or f.endpoint == "any" or (f.endpoint == "api" and endpoint != "image"):
+                    if n > f.after and (f.count is None or f.count > 0):
+                        if f.count is not None:
+                            f.count -= 1
+                        return f
+        return None
+
+    def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        parsed = urllib.parse.urlsplit(h.path)
+        path, query = parsed.path, dict(urllib.parse.parse_qsl(parsed.query))
+        endpoint = self._classify(path, query)
+        cookies = {}
+        for part in (h.headers.get("Cookie") or "").split(";"):
+            if "=" in part:
+                k, v = part.strip().split("=", 1)
+                cookies[k] = v
+        fault = self._pick_fault(endpoint)
+        status, headers, body, cut = self._respond(endpoint, path, query, cookies, fault)
+        with self._lock:
+            self.requests.append(LoggedRequest(
+                t=time.monotonic(), method=h.command, path=path, query=query, endpoint=endpoint, status=status,
+                fault=fault.kind if fault else None, has_session=bool(cookies.get("sessionid")),
+                app_id=h.headers.get("X-IG-App-ID"), user_agent=h.headers.get("User-Agent")))
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        elif endpoint == "image" and self.image_delay:
+            time.sleep(self.image_delay)
+        h.send_response(status)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(body)))
+        if cut:
+            h.send_header("Connection", "close")
+            h.close_connection = True
+        h.end_headers()
+        h.wfile.write(body[:len(body) // 2] if cut else body)
+        h.wfile.flush()
+
+    def _json(self, status: int, payload: dict, extra: dict | None = None):
+        return status, {"Content-Type": "application/json; charset=utf-8", **(extra or {})}, json.dumps(payload).encode(), False
+
+    def _respond(self, endpoint: str, path: str, query: dict, cookies: dict, fault: Fault | None):
+        kind = fault.kind if fault else None
+        if kind == "429":
+            extra = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return self._json(429, {"message": "Please wait a few minutes before you try again.", "status": "fail"}, extra)
+        if kind == "500":
+            return 500, {"Content-Type": "text/html"}, b"<html><body>Oops, an error occurred.</body></html>", False
+        if kind == "please_wait":
+            return self._json(401, {"message": "Please wait a few minutes before you try again.",
+                                    "require_login": True, "status": "fail"})
+        if kind == "login_redirect":
+            return 302, {"Location": f"https://www.instagram.com/accounts/login/?next={urllib.parse.quote(path)}"}, b"", False
+        if kind == "login_required":
+            return self._json(403, {"message": "login_required", "require_login": True, "status": "fail"})
+        if kind == "checkpoint":
+            return self._json(400, {"message": "checkpoint_required", "checkpoint_url": "https://www.instagram.com/challenge/FAKE/",
+                                    "lock": False, "status": "fail"})
+        if kind == "status_fail":
+            return self._json(200, {"message": "execution failure", "status": "fail"})
+        if kind == "html" and endpoint != "image":
+            return 200, {"Content-Type": "text/html; charset=utf-8"}, b"<!DOCTYPE html><html><body>Sorry, something went wrong.</body></html>", False
+
+        if endpoint == "image":
+            m = _IMAGE_RE.search(path)
+            if m is None or m["key"] not in self._by_key:
+                return 404, {"Content-Type": "text/plain"}, b"not found", False
+            body = self.image_bytes(m["key"])
+            if m["key"] in self.corrupt_images:
+                body = body[:len(body) // 3]
+            return 200, {"Content-Type": "image/jpeg"}, body, kind == "truncate"
+        if path == "/accounts/login/":
+            return 200, {"Content-Type": "text/html"}, b"<html><body>Log in to Instagram</body></html>", False
+        if endpoint == "page" and path.startswith("/static/bundles/en_US_Commons.js/"):
+            js = (f'__d(function(e,t,n,r){{"use strict";var o=t(12),c="{QUERY_ID}",l="TAG_MEDIA_UPDATED";'
+                  f'var s={{next:function(e,t){{return{{pagination:e.tagMedia.byTagName.get(t).pagination}},'
+                  f'queryId:"{QUERY_ID}",queryParams:{{tag_name:t}}}}}}}},"TagMediaActions",[]);')
+            if kind == "missing_query_id":
+                js = '__d(function(e,t,n,r){"use strict";var o=t(12);n.exports={}},"Other",[]);'
+            return 200, {"Content-Type": "application/javascript"}, js.encode(), False
+        m = re.fullmatch(r"/explore/tags/([^/]+)/", path)
+        if endpoint == "page" and m:
+            if m[1] != self.tag:
+                return 404, {"Content-Type": "text/html"}, b"<html><body>Page not found</body></html>", False
+            return 200, {"Content-Type": "text/html; charset=utf-8"}, self._tag_page_html().encode(), False
+        if endpoint == "graphql":
+            return self._graphql(query)
+        if endpoint == "web":
+            if self.require_login and not cookies.get("sessionid"):
+                return 302, {"Location": "https://www.instagram.com/accounts/login/"}, b"", False
+            if path == "/api/v1/tags/web_info/":
+                if query.get("tag_name") != self.tag:
+                    return self._json(404, {"message": "", "status": "fail"})
+                feed = self._web_feed(0)
+                return self._json(200, {"data": {"id": 17843744563034624, "name": self.tag, "media_count": len(self.posts),
+                                                  "top": {"sections": [], "more_available": False},
+                                                  "recent": feed}, "status": "ok"})
+            if m and m[1] == self.tag and "max_id" in query:
+                offset = int(_unb64(query["max_id"]).split(":")[1])
+                return self._json(200, {"data": {"recent": self._web_feed(offset)}, "status": "ok"})
+            return self._json(404, {"message": "", "status": "fail"})
+        return 404, {"Content-Type": "text/html"}, b"<html><body>Page not found</body></html>", False
+
+    def _tag_page_html(self) -> str:
+        conn = self._legacy_connection(0, self.page_size)
+        if self.legacy_shape == "2017":
+            tag = {"name": self.tag, "media": {"count": conn["count"], "page_info": conn["page_info"],
+                                               "nodes": [self._node_2017(p) for p in conn["page"]]},
+                   "top_posts": {"nodes": []}}
+            page = {"tag": tag}
+        else:
+            page = {"graphql": {"hashtag": {"name": self.tag, "id": "17843744563034624", "edge_hashtag_to_media": {
+                "count": conn["count"], "page_info": conn["page_info"],
+                "edges": [{"node": self._node_graphql(p)} for p in conn["page"]]},
+                "edge_hashtag_to_top_posts": {"edges": []}}}}
+        shared = {"config": {"csrf_token": "FAKEcsrfTOKEN", "viewer": None}, "entry_data": {"TagPage": [page]}}
+        return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                f"<title>#{self.tag} • Instagram photos and videos</title>\n"
+                f'<link rel="preload" href="/static/bundles/en_US_Commons.js/{BUNDLE_HASH}.js" as="script" />\n'
+                "</head>\n<body>\n<span id=\"react-root\"></span>\n"
+                f'<script type="text/javascript">window._sharedData = {json.dumps(shared)};</script>\n'
+                f'<script type="text/javascript" src="/static/bundles/en_US_Commons.js/{BUNDLE_HASH}.js"></script>\n'
+                "</body>\n</html>\n")
+
+    def _graphql(self, query: dict):
+        params = dict(query)
+        if "variables" in params:
+            with contextlib.suppress(ValueError):
+                params.update(json.loads(params["variables"]))
+        if params.get("query_id") != QUERY_ID:
+            return self._json(400, {"message": "invalid query_id", "status": "fail"})
+        if params.get("tag_name") != self.tag:
+            return self._json(200, {"data": {"hashtag": None}, "status": "ok"})
+        offset = int(_unb64(params["after"]).split(":")[1]) if params.get("after") else 0
+        conn = self._legacy_connection(offset, max(1, min(int(params.get("first", 12)), 50)))
+        return self._json(200, {"data": {"hashtag": {"name": self.tag, "edge_hashtag_to_media": {
+            "count": conn["count"], "page_info": conn["page_info"],
+            "edges": [{"node": self._node_graphql(p)} for p in conn["page"]]}}}, "status": "ok"})
+
+
+@contextlib.contextmanager
+def serve(n_posts: int = 300, **kwargs) -> Iterator[str]:
+    """Run a :class:`FakeInstagram` for the duration of a ``with`` block and yield its base URL.
+
+    Pass the URL as both ``base_url`` and ``image_host`` to the collector. Keyword arguments go
+    to :class:`FakeInstagram` (``tag``, ``page_size``, ``faults``…). For the web API, log in with
+    the fake cookies: ``FakeInstagram.cookies_file``, or ``cookies=FAKE_COOKIES`` in Python.
+    """
+    with FakeInstagram(n_posts, **kwargs) as server:
+        yield server.url
