@@ -1,0 +1,141 @@
+"""Evaluation: LFW's ten-fold verification protocol and retrieval quality.
+
+The end-to-end LFW and retrieval checks reuse the session catalogues of conftest.py (read-only);
+only the photos without a catalogue vector, and a ~40-pair standalone run, are embedded here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iffse_lib import evaluate as ev
+from iffse_lib.records import Box
+
+
+# -- the protocol on hand-made numbers -------------------------------------------------------------
+
+def test_best_threshold_separable_and_ties():
+    t, acc = ev.best_threshold([0.4, 0.1, 0.3, 0.2], [False, True, False, True])
+    assert t == pytest.approx(0.25) and acc == 1.0
+    # Equal distances cannot be split: only "all different" and "all same" are candidates, both
+    # 50%; the lower middle of the tied candidates (the first) is taken.
+    t, acc = ev.best_threshold([0.5, 0.5], [True, False])
+    assert t == pytest.approx(0.5 - 1e-6) and acc == 0.5
+    # Everything same: the threshold sits just above the largest distance.
+    t, acc = ev.best_threshold([0.2, 0.7], [True, True])
+    assert t == pytest.approx(0.7 + 1e-6) and acc == 1.0
+
+
+def _hand_folds():
+    """10 folds x 2 pairs (one same, one different).
+
+    Fold 0 is inverted: same 0.70, different 0.50. Folds k = 1..9: same 0.20 + 0.02k, different
+    0.80 + 0.02k. Worked by hand:
+    - testing fold 0, the nine others separate perfectly only between 0.38 and 0.82: threshold
+      0.60, and fold 0 gets both pairs wrong (0.70 called different, 0.50 called same): 0%.
+    - testing fold k >= 1, the training set is 8 low sames, then 0.50 (diff), 0.70 (same), then
+      8 high diffs. Cutting below 0.50 gets 8 + 9 = 17 of 18 right; cutting between 0.50 and 0.70
+      16; between 0.70 and 0.82 9 + 8 = 17. The tie takes the lower (first) cut: (0.38 + 0.50) / 2
+      = 0.44, or (0.36 + 0.50) / 2 = 0.43 for k = 9 whose 0.38 is held out. Fold k: 100%.
+    Mean 9/10 = 90%; sample std of (0, 1 x 9) = sqrt(0.9 / 9) = 0.3162.
+    """
+    d, s, f = [], [], []
+    for k in range(10):
+        if k == 0:
+            d += [0.70, 0.50]
+        else:
+            d += [0.20 + 0.02 * k, 0.80 + 0.02 * k]
+        s += [True, False]
+        f += [k, k]
+    return np.array(d), np.array(s), np.array(f)
+
+
+def test_kfold_accuracy_by_hand():
+    d, s, f = _hand_folds()
+    res = ev.kfold_accuracy(d, s, f)
+    assert res.accuracies.tolist() == [0.0] + [1.0] * 9
+    np.testing.assert_allclose(res.thresholds, [0.60] + [0.44] * 8 + [0.43], atol=1e-9)
+    assert res.mean == pytest.approx(0.9)
+    assert res.std == pytest.approx(math.sqrt(0.1))
+    assert res.sem == pytest.approx(math.sqrt(0.1) / math.sqrt(10))
+    assert res.predicted.tolist() == [False, True] + [True, False] * 9
+
+
+def test_average_precision_by_hand():
+    # Relevant at ranks 1 and 3 of 2 relevant: (1/1 + 2/3) / 2.
+    assert ev.average_precision([True, False, True], 2) == pytest.approx((1 + 2 / 3) / 2)
+    # Three relevant, one retrieved at rank 2: (1/2) / 3.
+    assert ev.average_precision([False, True, False], 3) == pytest.approx(1 / 6)
+    # Depth 2 with 5 relevant: normalised by min(5, 2) = 2.
+    assert ev.average_precision([True, True, True], 5, depth=2) == pytest.approx(1.0)
+
+
+def test_central_index_picks_the_face_nearest_the_centre():
+    boxes = [Box(0, 0, 120, 120), Box(100, 90, 150, 150), Box(200, 200, 250, 250)]
+    assert ev.central_index(boxes, 250, 250) == 1
+    assert ev.central_index([], 250, 250) == -1
+    assert ev.fallback_box(250, 250) == Box(69, 74, 181, 186)
+
+
+# -- pairs files ---------------------------------------------------------------------------------
+
+def test_pairs_file_round_trip_and_format(tmp_path):
+    df = pd.DataFrame([(0, "A_B", 1, "A_B", 2, True), (0, "A_B", 1, "C_D", 3, False),
+                       (1, "E_F", 2, "E_F", 4, True), (1, "G_H", 1, "A_B", 2, False)],
+                      columns=["fold", "name1", "num1", "name2", "num2", "same"])
+    path = ev.write_pairs(df, tmp_path / "pairs.txt")
+    assert path.read_text().splitlines() == ["2\t1", "A_B\t1\t2", "A_B\t1\tC_D\t3", "E_F\t2\t4", "G_H\t1\tA_B\t2"]
+    back = ev.read_pairs(path)
+    assert back.attrs == {"n_folds": 2, "per_fold": 1}
+    pd.testing.assert_frame_equal(back, df)
+    # View 1's one-number header: one fold.
+    (tmp_path / "dev.txt").write_text("1\nA_B 1 2\nA_B 1 C_D 3\n")
+    assert ev.read_pairs(tmp_path / "dev.txt").attrs == {"n_folds": 1, "per_fold": 1}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("ten 300\n", "first line"),
+    ("2 1\nA 1 2\nA 1 B 2\n", "4 lines"),
+    ("1 1\nA 1 B 2\nA 1 2\n", "line 2: expected 'name i j'"),
+    ("1 1\nA 1 x\nA 1 B 2\n", "integers"),
+])
+def test_read_pairs_rejects_malformed_files(tmp_path, text, message):
+    path = tmp_path / "pairs.txt"
+    path.write_text(text)
+    with pytest.raises(ev.PairsFileError, match=message):
+        ev.read_pairs(path)
+
+
+def test_make_pairs_takes_every_same_person_pair(lfw_dir):
+    names = {}
+    for line in (lfw_dir / "lfw-names.txt").read_text().splitlines():
+        name, count = line.split("\t")
+        names[name] = int(count)
+    n_same = sum(c * (c - 1) // 2 for c in names.values())  # 37,547 in the A-C subset
+    pairs = ev.make_pairs(lfw_dir, n_folds=10, seed=0)
+    per_fold = n_same // 10
+    assert pairs.attrs == {"n_folds": 10, "per_fold": per_fold}
+    counts = pairs.groupby(["fold", "same"]).size()
+    assert (counts == per_fold).all() and len(counts) == 20
+    same, diff = pairs[pairs["same"]], pairs[~pairs["same"]]
+    assert (same["name1"] == same["name2"]).all() and (same["num1"] < same["num2"]).all()
+    assert not same.duplicated(["name1", "num1", "num2"]).any()
+    assert n_same - len(same) < 10  # only the remainder of the division by ten is dropped
+    assert (diff["name1"] != diff["name2"]).all()
+    keys = {tuple(sorted([(a, i), (b, j)])) for a, i, b, j in diff[["name1", "num1", "name2", "num2"]].itertuples(index=False)}
+    assert len(keys) == len(diff)
+    for name, num in zip([*pairs["name1"], *pairs["name2"]], [*pairs["num1"], *pairs["num2"]]):
+        assert 1 <= num <= names[name]
+    # Every fold gets a share of the dominant person, not all of it.
+    powell = same[same["name1"] == "Colin_Powell"].groupby("fold").size()
+    assert len(powell) == 10 and powell.min() > 0.5 * powell.mean()
+    # Same seed, same pairs; a cap per person limits the big identities.
+    pd.testing.assert_frame_equal(ev.make_pairs(lfw_dir, seed=0), pairs)
+    capped = ev.make_pairs(lfw_dir, seed=0, max_same_per_person=50)
+    assert capped[capped["same"]].groupby("name1").size().max() <= 50
