@@ -31,6 +31,8 @@ def _say(args, *lines) -> None:
 def cmd_collect(args) -> int:
     from . import pipeline
 
+    if args.source == "instagram":
+        return cmd_collect_instagram(args)
     if args.source == "folder":
         from .sources.folder import FolderSource
 
@@ -88,6 +90,48 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_collect_instagram(args) -> int:
+    from .sources import instagram
+
+    from .sources.ratelimit import DEFAULT_JITTER, RateLimiter, jitter_with_mean, parse_windows
+
+    try:
+        windows = parse_windows(args.rate or [])
+        jitter = DEFAULT_JITTER if args.jitter is None else {e: jitter_with_mean(args.jitter) for e in DEFAULT_JITTER}
+    except ValueError as exc:
+        raise IffseError(str(exc)) from None
+    options = {"user_agent": args.user_agent, "page_size": args.page_size, "query_id": args.query_id,
+               "timeout": args.timeout, "limiter": RateLimiter(windows, jitter=jitter)}
+    with _catalog(args) as cat:
+        cat.start_run("collect instagram", vars(args))
+        try:
+            counts = instagram.collect_hashtag(
+                cat, args.tag, api=args.api, base_url=args.base_url, image_host=args.image_host,
+                cookies=args.cookies, max_posts=args.max_posts, workers=args.workers, restart=args.restart,
+                opt_out=args.opt_out, progress=not args.quiet, **options)
+        except IffseError as exc:
+            cat.finish_run("failed", {"error": type(exc).__name__})
+            raise
+        cat.finish_run("ok", counts)
+        for tag, c in counts["tags"].items():
+            _say(args, f"#{tag}: {c.get('posts', 0)} posts, {c.get('stored', 0)} new photos, "
+                       f"{c.get('known', 0)} already there, {c.get('opted_out', 0)} opted out"
+                       + ("; the feed is complete (--restart walks it again)" if c["complete"] else ""))
+        if counts["errors"]:
+            _say(args, "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["errors"].items()))
+                 + "  (see `iffse stats`)")
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from .sources.instagram import forget
+
+    with _catalog(args, create=False) as cat:
+        removed = forget(cat, owner=args.owner, photo=args.photo)
+    _say(args, f"removed {removed} photos with their faces and vectors; run `iffse index` to rebuild the index")
+    return 0
+
+
 def cmd_stats(args) -> int:
     with _catalog(args, create=False) as cat:
         counts = cat.counts()
@@ -106,6 +150,46 @@ def cmd_demo(args) -> int:
 
     run_demo(data=args.data, lfw_dir=args.lfw_dir, limit=args.limit, embedder=args.embedder,
              progress=not args.quiet, out=None if args.quiet else sys.stdout)
+    return 0
+
+
+def cmd_evaluate_make_pairs(args) -> int:
+    from .evaluate import make_pairs, write_pairs
+
+    pairs = make_pairs(args.lfw_dir, n_folds=args.folds, seed=args.seed,
+                       max_same_per_person=args.max_same_per_person, max_per_fold=args.max_per_fold)
+    path = write_pairs(pairs, args.out)
+    _say(args, f"wrote {len(pairs)} pairs ({pairs.attrs['n_folds']} folds of {pairs.attrs['per_fold']} same + "
+               f"{pairs.attrs['per_fold']} different) to {path}")
+    return 0
+
+
+def cmd_evaluate_lfw_pairs(args) -> int:
+    import os
+
+    from .embed import get_embedder
+    from .evaluate import evaluate_lfw_pairs
+
+    lfw_dir = args.lfw_dir or os.environ.get("IFFSE_LFW_DIR") or None
+    catalog = _catalog(args, create=False) if args.data is not None else None
+    try:
+        result = evaluate_lfw_pairs(args.pairs, lfw_dir=lfw_dir, catalog=catalog, embedder=get_embedder(args.embedder),
+                                    upsample=args.upsample, progress=not args.quiet)
+    finally:
+        if catalog is not None:
+            catalog.close()
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    return 0
+
+
+def cmd_evaluate_retrieval(args) -> int:
+    from .embed import get_embedder
+    from .evaluate import evaluate_retrieval
+
+    with _catalog(args, create=False) as cat:
+        result = evaluate_retrieval(cat, get_embedder(args.embedder).model_tag, depth=args.depth,
+                                    progress=not args.quiet)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
 
@@ -128,6 +212,28 @@ def build_parser() -> argparse.ArgumentParser:
     lfw.add_argument("--lfw-dir", type=Path, default=None,
                      help="a local copy in LFW's layout (default: $IFFSE_LFW_DIR, else download)")
     lfw.add_argument("--limit", type=int, default=None, help="only the first N photos")
+    insta = csub.add_parser("instagram", help="the photos of hashtags (see README: Collecting from Instagram)",
+                            parents=[common])
+    insta.add_argument("--tag", action="append", required=True, help="a hashtag, without # (repeatable)")
+    insta.add_argument("--max-posts", type=int, default=None, help="stop after N posts of each tag (over resumed runs)")
+    insta.add_argument("--api", choices=("web", "legacy"), default="web",
+                       help="web: today's API (needs --cookies); legacy: IFFSE's 2017 flow (default: %(default)s)")
+    insta.add_argument("--cookies", type=Path, default=None,
+                       help="a logged-in browser session's cookies (Netscape cookies.txt or JSON); never stored")
+    insta.add_argument("--base-url", default="https://www.instagram.com", help="(default: %(default)s)")
+    insta.add_argument("--image-host", default=None, help="replace the host of image URLs (e.g. a local imitation)")
+    insta.add_argument("--workers", type=int, default=8, help="images downloaded at once (default: %(default)s)")
+    insta.add_argument("--restart", action="store_true", help="forget the saved crawl state and start from the newest post")
+    insta.add_argument("--opt-out", type=Path, default=None, help="a file of usernames, owner ids or shortcodes to skip")
+    insta.add_argument("--user-agent", default=None, help="the User-Agent header (default: a desktop browser's)")
+    insta.add_argument("--page-size", type=int, default=12, help="posts per legacy GraphQL page (default: %(default)s)")
+    insta.add_argument("--query-id", default=None, help="legacy: the hashtag query_id, when the bundle lacks it")
+    insta.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
+    insta.add_argument("--rate", action="append", metavar="ENDPOINT=N/SECONDS",
+                       help="at most N requests per SECONDS to page, graphql, web or image (repeatable; "
+                            "default: instaloader's limits, see iffse_lib/sources/ratelimit.py)")
+    insta.add_argument("--jitter", type=float, default=None, metavar="SECONDS",
+                       help="mean random pause before each API request (default: instaloader's 1.7; 0: none)")
     collect.set_defaults(func=cmd_collect)
 
     def embedder_option(p):
@@ -148,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     embedder_option(search)
     search.set_defaults(func=cmd_search)
 
+    forget = sub.add_parser("forget", help="remove an owner's photos, or one photo, with their faces and vectors",
+                            parents=[common])
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("--owner", help="an Instagram username or owner id (later crawls skip them too)")
+    who.add_argument("--photo", help="a catalogue photo id or an Instagram shortcode")
+    forget.set_defaults(func=cmd_forget)
+
     stats = sub.add_parser("stats", help="what the catalogue holds", parents=[common])
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
@@ -157,6 +270,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, default=None, help="only the first N LFW photos")
     embedder_option(demo)
     demo.set_defaults(func=cmd_demo)
+
+    evaluate = sub.add_parser("evaluate", help="LFW verification accuracy; retrieval quality", parents=[common])
+    esub = evaluate.add_subparsers(dest="evaluation", required=True)
+    make_pairs = esub.add_parser("make-pairs", help="an LFW pairs file (official format) from an LFW folder",
+                                 parents=[common])
+    make_pairs.add_argument("--lfw-dir", type=Path, required=True, help="LFW copy (<Name>/<Name>_NNNN.jpg)")
+    make_pairs.add_argument("--out", type=Path, required=True, help="pairs file to write")
+    make_pairs.add_argument("--folds", type=int, default=10, help="folds (default: %(default)s)")
+    make_pairs.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    make_pairs.add_argument("--max-same-per-person", type=int, default=None, help="cap on one person's same pairs")
+    make_pairs.add_argument("--max-per-fold", type=int, default=None, help="cap on each kind of pair per fold")
+    make_pairs.set_defaults(func=cmd_evaluate_make_pairs)
+    optional_data = argparse.ArgumentParser(add_help=False)
+    optional_data.add_argument("--data", type=Path, default=None,
+                               help="a catalogue holding the LFW photos: reuse its vectors (default: compute all)")
+    optional_data.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    lfw_pairs = esub.add_parser("lfw-pairs", help="LFW's ten-fold verification protocol", parents=[optional_data])
+    lfw_pairs.add_argument("--pairs", type=Path, required=True, help="pairs file in LFW's format (pairs.txt)")
+    lfw_pairs.add_argument("--lfw-dir", type=Path, default=None, help="LFW copy (default: $IFFSE_LFW_DIR)")
+    lfw_pairs.add_argument("--upsample", type=int, default=config.DEFAULT_UPSAMPLE,
+                           help="HOG upsampling (default: %(default)s)")
+    lfw_pairs.add_argument("--json", action="store_true", help="print JSON")
+    embedder_option(lfw_pairs)
+    lfw_pairs.set_defaults(func=cmd_evaluate_lfw_pairs)
+    retrieval = esub.add_parser("retrieval", help="precision@1, @5 and mAP, exact search vs the index",
+                                parents=[common])
+    retrieval.add_argument("--depth", type=int, default=100, help="ranks scored for mAP (default: %(default)s)")
+    retrieval.add_argument("--json", action="store_true", help="print JSON")
+    embedder_option(retrieval)
+    retrieval.set_defaults(func=cmd_evaluate_retrieval)
     return parser
 
 

@@ -359,7 +359,7 @@ class InstagramClient:
     """
 
     def __init__(self, api: str = "web", *, base_url: str = DEFAULT_BASE_URL, image_host: str | None = None,
-                 cookies: SessionCookies | str | Path | None = None, user_agent: str = DEFAULT_USER_AGENT,
+                 cookies: SessionCookies | str | Path | None = None, user_agent: str | None = DEFAULT_USER_AGENT,
                  timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, limiter: RateLimiter | None = None,
                  max_retries: int = 5, backoff: float = 2.0, backoff_max: float = 120.0,
                  soft_block_wait: float = 300.0, max_retry_after: float = 3600.0,
@@ -375,7 +375,7 @@ class InstagramClient:
         if cookies is not None and not isinstance(cookies, SessionCookies):
             cookies = SessionCookies.from_file(cookies)
         self.cookies: SessionCookies | None = cookies
-        self.user_agent = user_agent
+        self.user_agent = user_agent or DEFAULT_USER_AGENT
         self.timeout = timeout
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.max_retries = max_retries

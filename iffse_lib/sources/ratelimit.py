@@ -57,6 +57,29 @@ DEFAULT_JITTER: dict[str, Callable[[random.Random], float]] = {
 }
 
 
+def jitter_with_mean(mean: float) -> Callable[[random.Random], float]:
+    """A pause of ``min(expovariate(1 / mean), 15)`` seconds (0 when ``mean`` is 0)."""
+    if mean < 0:
+        raise ValueError("the mean jitter must be >= 0 seconds")
+    return (lambda rng: min(rng.expovariate(1.0 / mean), 15.0)) if mean > 0 else (lambda rng: 0.0)
+
+
+def parse_windows(specs: Sequence[str]) -> dict[str, tuple[Window, ...]]:
+    """Windows from ``ENDPOINT=N/SECONDS`` strings (e.g. ``graphql=200/660``), over the defaults.
+
+    Giving an endpoint replaces its default windows; give it twice for two windows.
+    """
+    given: dict[str, list[Window]] = {}
+    for spec in specs:
+        try:
+            endpoint, rate = spec.split("=", 1)
+            n, seconds = rate.split("/", 1)
+            given.setdefault(endpoint.strip(), []).append((int(n), float(seconds)))
+        except ValueError:
+            raise ValueError(f"rate {spec!r}: expected ENDPOINT=N/SECONDS, e.g. graphql=200/660") from None
+    return {**DEFAULT_WINDOWS, **{k: tuple(v) for k, v in given.items()}}
+
+
 class RateLimiter:
     """At most ``n`` requests per ``seconds`` for every window of every endpoint.
 
