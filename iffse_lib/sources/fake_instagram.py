@@ -56,8 +56,8 @@ BUNDLE_HASH = "6a9b1ac4f2d1"
 WEB_APP_ID = "936619743392459"
 CDN = "https://scontent.cdninstagram.test"
 #: Fake session cookies the imitation accepts (any non-empty ``sessionid`` is accepted).
-FAKE_COOKIES = {"sessionid": "FAKEsession%3A51230000%3Asecret", "csrftoken": "FAKEcsrfSECRETtoken",
-                "ds_user_id": "51230000", "mid": "FAKEmidValue", "ig_did": "FAKE-IG-DID"}
+FAKE_COOKIES = {"sessionid": "FAKEsession%3A99887766001%3Asecret", "csrftoken": "FAKEcsrfSECRETtoken",
+                "ds_user_id": "99887766001", "mid": "FAKEmidValue", "ig_did": "FAKE-IG-DID"}
 
 _IMAGE_RE = re.compile(r"/(?P<key>[A-Za-z0-9]+_\d+)_\d+x\d+_n\.jpg$")
 
