@@ -463,7 +463,7 @@ class Catalog:
                 part = wanted[chunk:chunk + 500]
                 rows += self.query(f"SELECT face_id, row FROM vectors WHERE model=? AND face_id IN "
                                    f"({','.join('?' * len(part))})", [model, *part])
-            rows.sort()
+            rows.sort(key=lambda r: r[0])
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         rownums = np.array([r[1] for r in rows], dtype=np.int64)
         return ids, np.asarray(vf.array()[rownums], dtype=np.float32)

@@ -764,7 +764,7 @@ def collect_hashtag(catalog, tags: str | Iterable[str], *, api: str = "web", bas
         names = {str(n).strip().lstrip("@").lower() for n in opt_out or ()}
     names |= forgotten_names(catalog)
     seen = catalog.seen_sources(KIND)
-    totals: Counter[str] = Counter()
+    totals: Counter[str] = Counter(dict.fromkeys(("posts", "stored", "duplicates", "known", "opted_out"), 0))
     errors: Counter[str] = Counter()
     per_tag: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -776,7 +776,7 @@ def collect_hashtag(catalog, tags: str | Iterable[str], *, api: str = "web", bas
                 catalog.set_state(STATE_SOURCE, key, None)
             state = catalog.get_state(STATE_SOURCE, key) or {
                 "tag": tag, "api": client.api, "cursor": None, "pages": 0, "posts": 0, "done": False}
-            counts: Counter[str] = Counter()
+            counts: Counter[str] = Counter(dict.fromkeys(("posts", "stored", "duplicates", "known", "opted_out"), 0))
             bar = tqdm(total=max_posts, initial=state["posts"] if max_posts is None else min(state["posts"], max_posts), desc=f"#{tag}",
                        unit="post", disable=not progress)
             try:
@@ -793,6 +793,7 @@ def collect_hashtag(catalog, tags: str | Iterable[str], *, api: str = "web", bas
             counts["pages"] = state["pages"]
             per_tag[tag] = {**counts, "complete": bool(state["done"]), "posts_total": state["posts"]}
             totals.update({k: v for k, v in counts.items() if k != "pages"})
+            totals["pages"] += counts["pages"]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return {**totals, "errors": dict(errors), "retries": dict(client.retries), "tags": per_tag,
