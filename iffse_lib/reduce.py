@@ -1,0 +1,293 @@
+"""The face vectors seen from above: UMAP to 2-D, clustering into people, and the measurements the
+notebooks plot (same/different-person distances, index recall, stage timings).
+
+- :func:`umap_2d` and :func:`trustworthiness`: a 2-D map of the vectors and how well it keeps
+  each point's neighbours (scikit-learn's trustworthiness, 1.0 = every 2-D neighbour is a true one).
+- :func:`chinese_whispers` (dlib's method for face clustering, run on the k-NN graph with edges
+  under the same-person threshold) and :func:`hdbscan` (scikit-learn's HDBSCAN, noise points become
+  singletons); :func:`cluster_scores` rates either against identity labels.
+- :func:`pair_distances`: distances of same-person and different-person pairs, for histograms.
+- :func:`index_recall`: recall@k of the Annoy index against exact search.
+- :func:`stage_timings`: detect, landmarks, align and embed timed on a sample of catalogued photos.
+
+Nothing here writes to the catalogue.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+from . import config
+
+
+# -- UMAP ---------------------------------------------------------------------------------------
+
+def umap_2d(vectors: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "euclidean",
+            seed: int | None = 0) -> np.ndarray:
+    """UMAP of ``vectors`` to (n, 2) float32. A ``seed`` makes it reproducible (and single-threaded)."""
+    import umap
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if len(vectors) < 4:
+        raise ValueError(f"UMAP needs at least 4 vectors, got {len(vectors)}")
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(vectors) - 1), min_dist=min_dist,
+                        metric=metric, random_state=seed, n_jobs=1 if seed is not None else -1)
+    return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+
+
+def trustworthiness(vectors: np.ndarray, embedding: np.ndarray, n_neighbors: int = 10) -> float:
+    """scikit-learn's trustworthiness of a 2-D embedding (1.0: no false neighbours in 2-D)."""
+    from sklearn.manifold import trustworthiness as _trust
+
+    n_neighbors = min(n_neighbors, len(vectors) // 2 - 1)
+    return float(_trust(np.asarray(vectors), np.asarray(embedding), n_neighbors=n_neighbors))
+
+
+# -- clustering ---------------------------------------------------------------------------------
+
+def knn_graph(vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of every vector, itself left out: (positions (n, k), distances (n, k))."""
+    from .index import exact_search
+
+    pos, dist = exact_search(vectors, vectors, k + 1)
+    n = len(vectors)
+    out_p = np.full((n, k), -1, dtype=np.int64)
+    out_d = np.full((n, k), np.inf, dtype=np.float32)
+    for i in range(n):
+        keep = pos[i] != i
+        p, d = pos[i][keep][:k], dist[i][keep][:k]
+        out_p[i, :len(p)], out_d[i, :len(d)] = p, d
+    return out_p, out_d
+
+
+def chinese_whispers(vectors: np.ndarray, threshold: float = config.DEFAULT_THRESHOLD, k: int = 10,
+                     iterations: int = 20, seed: int = 0) -> np.ndarray:
+    """Cluster labels (0..c-1) by Chinese whispers on the k-NN graph.
+
+    Edges join each vector to its ``k`` nearest neighbours closer than ``threshold`` (dlib's
+    same-person distance), weighted ``1 - d / threshold`` so closer faces pull harder. Every node
+    starts in its own cluster and repeatedly takes the label with the largest summed edge weight
+    among its neighbours, visiting nodes in a random order (Biemann 2006; dlib's
+    ``chinese_whispers_clustering`` uses the same rule on the full graph).
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    pos, dist = knn_graph(vectors, min(k, max(n - 1, 1)))
+    neighbours: list[dict[int, float]] = [dict() for _ in range(n)]
+    for i in range(n):
+        for j, d in zip(pos[i], dist[i]):
+            if j >= 0 and d < threshold:
+                w = float(1.0 - d / threshold)
+                # The graph is undirected: keep the larger weight if both ends list the edge.
+                neighbours[i][int(j)] = max(w, neighbours[i].get(int(j), 0.0))
+                neighbours[int(j)][i] = max(w, neighbours[int(j)].get(i, 0.0))
+    labels = np.arange(n)
+    rng = np.random.default_rng(seed)
+    for _ in range(iterations):
+        changed = 0
+        for i in rng.permutation(n):
+            if not neighbours[i]:
+                continue
+            votes: dict[int, float] = {}
+            for j, w in neighbours[i].items():
+                votes[labels[j]] = votes.get(labels[j], 0.0) + w
+            best = max(votes.items(), key=lambda lw: (lw[1], -lw[0]))[0]
+            if best != labels[i]:
+                labels[i] = best
+                changed += 1
+        if not changed:
+            break
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
+
+
+def hdbscan(vectors: np.ndarray, min_cluster_size: int = 2, min_samples: int | None = 1,
+            cluster_selection_epsilon: float = 0.0) -> np.ndarray:
+    """Cluster labels from scikit-learn's HDBSCAN; its noise points (-1) become singleton clusters."""
+    from sklearn.cluster import HDBSCAN
+
+    labels = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
+                     cluster_selection_epsilon=cluster_selection_epsilon).fit_predict(np.asarray(vectors))
+    labels = np.asarray(labels, dtype=np.int64)
+    noise = labels < 0
+    labels[noise] = labels.max(initial=-1) + 1 + np.arange(noise.sum())
+    return labels
+
+
+def cluster(vectors: np.ndarray, method: str = "chinese_whispers", **kwargs) -> np.ndarray:
+    """Cluster labels by ``method``: ``chinese_whispers`` or ``hdbscan``."""
+    methods = {"chinese_whispers": chinese_whispers, "hdbscan": hdbscan}
+    if method not in methods:
+        raise ValueError(f"method must be one of {sorted(methods)}, not {method!r}")
+    return methods[method](vectors, **kwargs)
+
+
+def cluster_scores(identities: Sequence, labels: Sequence) -> dict[str, float]:
+    """How well clusters match identity labels.
+
+    ``purity``: the share of faces whose cluster's majority identity is their own (1.0: no cluster
+    mixes people). ``completeness`` (scikit-learn, entropy based): 1.0 when each person's faces
+    all fall in one cluster. Also homogeneity, V-measure, adjusted Rand index, the number of
+    clusters and of singletons, and the share of faces in clusters of two or more.
+    """
+    from sklearn import metrics
+
+    ident = np.asarray([str(i) for i in identities])
+    labels = np.asarray(labels)
+    if len(ident) != len(labels):
+        raise ValueError(f"{len(ident)} identities but {len(labels)} cluster labels")
+    if len(ident) == 0:
+        raise ValueError("nothing to score")
+    majority = 0
+    sizes = []
+    for c in np.unique(labels):
+        members = ident[labels == c]
+        _, counts = np.unique(members, return_counts=True)
+        majority += counts.max()
+        sizes.append(len(members))
+    sizes = np.asarray(sizes)
+    return {
+        "purity": float(majority / len(ident)),
+        "completeness": float(metrics.completeness_score(ident, labels)),
+        "homogeneity": float(metrics.homogeneity_score(ident, labels)),
+        "v_measure": float(metrics.v_measure_score(ident, labels)),
+        "adjusted_rand": float(metrics.adjusted_rand_score(ident, labels)),
+        "n_faces": int(len(ident)),
+        "n_identities": int(len(np.unique(ident))),
+        "n_clusters": int(len(sizes)),
+        "n_singletons": int((sizes == 1).sum()),
+        "clustered_share": float(sizes[sizes > 1].sum() / len(ident)),
+    }
+
+
+# -- distances ----------------------------------------------------------------------------------
+
+def pair_distances(vectors: np.ndarray, identities: Sequence, max_pairs: int = 20000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances of (same-person pairs, different-person pairs).
+
+    Every same-person pair is used (up to ``max_pairs``, then a random sample); as many
+    different-person pairs are drawn at random (at least 1,000 when there are that many).
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    ident = np.asarray([str(i) for i in identities])
+    rng = np.random.default_rng(seed)
+    same_i, same_j = [], []
+    for name in np.unique(ident):
+        idx = np.flatnonzero(ident == name)
+        if len(idx) > 1:
+            a, b = np.triu_indices(len(idx), 1)
+            same_i.append(idx[a])
+            same_j.append(idx[b])
+    if same_i:
+        si, sj = np.concatenate(same_i), np.concatenate(same_j)
+        if len(si) > max_pairs:
+            pick = rng.choice(len(si), max_pairs, replace=False)
+            si, sj = si[pick], sj[pick]
+    else:
+        si = sj = np.zeros(0, dtype=np.int64)
+    n_diff = min(max(len(si), 1000), max_pairs)
+    di, dj = rng.integers(0, len(vectors), (2, n_diff * 2)) if len(vectors) > 1 else (np.zeros(0, int),) * 2
+    keep = ident[di] != ident[dj]
+    di, dj = di[keep][:n_diff], dj[keep][:n_diff]
+    same = np.linalg.norm(vectors[si] - vectors[sj], axis=1)
+    diff = np.linalg.norm(vectors[di] - vectors[dj], axis=1)
+    return same, diff
+
+
+def threshold_errors(same: np.ndarray, different: np.ndarray, threshold: float) -> dict[str, float]:
+    """At ``threshold``: the share of same-person pairs rejected and of different-person pairs accepted."""
+    same, different = np.asarray(same), np.asarray(different)
+    return {"threshold": float(threshold),
+            "false_reject": float((same > threshold).mean()) if len(same) else float("nan"),
+            "false_accept": float((different <= threshold).mean()) if len(different) else float("nan"),
+            "accuracy": float(((same <= threshold).sum() + (different > threshold).sum())
+                              / max(len(same) + len(different), 1))}
+
+
+# -- index --------------------------------------------------------------------------------------
+
+def index_recall(index, face_ids: np.ndarray, vectors: np.ndarray, k: int = 10,
+                 search_ks: Sequence[int] = (-1,), n_queries: int = 500, seed: int = 0):
+    """Recall@k of an Annoy :class:`~iffse_lib.index.FaceIndex` against exact search.
+
+    Queries are ``n_queries`` catalogued vectors chosen at random; recall is the share of the exact
+    k nearest faces that the index returns, averaged over queries, for each ``search_k``
+    (-1: Annoy's default of n_trees * k). Returns a DataFrame with the query time per query.
+    """
+    import pandas as pd
+
+    from .index import exact_search
+
+    face_ids = np.asarray(face_ids, dtype=np.int64)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    q = rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False)
+    t = time.perf_counter()
+    pos, _ = exact_search(vectors[q], vectors, k)
+    exact_ms = (time.perf_counter() - t) * 1000 / len(q)
+    truth = face_ids[pos]
+    rows = []
+    for sk in search_ks:
+        t = time.perf_counter()
+        got, _ = index.query(vectors[q], k, search_k=sk)
+        ms = (time.perf_counter() - t) * 1000 / len(q)
+        hits = [len(set(g[g >= 0]) & set(tr[tr >= 0])) / max((tr >= 0).sum(), 1) for g, tr in zip(got, truth)]
+        rows.append({"search_k": sk if sk > 0 else index.n_trees * k, "k": k, "recall": float(np.mean(hits)),
+                     "ms_per_query": ms, "exact_ms_per_query": exact_ms, "queries": len(q)})
+    return pd.DataFrame(rows)
+
+
+# -- timings ------------------------------------------------------------------------------------
+
+def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = config.DEFAULT_UPSAMPLE,
+                  seed: int = 0):
+    """Time load, detect, landmarks, align and embed on ``n_photos`` random catalogued photos.
+
+    Nothing is written; the figures hold whether or not the catalogue is already indexed. Returns a
+    DataFrame (one row per stage: total seconds, ms per photo) with ``attrs`` holding the photo
+    and face counts, photos per second and faces per second.
+    """
+    import pandas as pd
+
+    from . import faces, images
+    from .embed import get_embedder
+    from .pipeline import StageTimes, process_photo
+
+    embedder = embedder or get_embedder()
+    photos = catalog.photos()
+    if photos.empty:
+        raise ValueError(f"no photos in {catalog.root}; collect some first")
+    sample = photos.sample(min(n_photos, len(photos)), random_state=seed)
+    times = StageTimes()
+    n_faces = 0
+    t_all = time.perf_counter()
+    for path in sample["path"]:
+        t = time.perf_counter()
+        try:
+            image = images.load_image(path)
+        except Exception:  # a bad file is a collect-time error; it has no stage time here
+            continue
+        times.add("load", time.perf_counter() - t)
+        found = process_photo(image, upsample, times)
+        if not found:
+            continue
+        t = time.perf_counter()
+        chips = faces.face_chips(image, [d.landmarks for d in found])
+        times.add("align", time.perf_counter() - t)
+        t = time.perf_counter()
+        embedder.embed(chips)
+        times.add("embed", time.perf_counter() - t)
+        n_faces += len(found)
+    total = time.perf_counter() - t_all
+    n = len(sample)
+    df = pd.DataFrame([{"stage": k, "seconds": v, "ms_per_photo": v * 1000 / n}
+                       for k, v in times.seconds.items()])
+    df.attrs.update({"photos": n, "faces": n_faces, "seconds": total, "photos_per_s": n / total,
+                     "faces_per_s": n_faces / total, "embedder": embedder.model_tag})
+    return df

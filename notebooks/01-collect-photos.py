@@ -1,0 +1,109 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Collect photos
+#
+# Photos come from a **source** into the catalogue (`DATA_DIR`): Labeled Faces in the Wild (the
+# default), a folder of your own, or Instagram hashtags (as IFFSE did in 2017 with `#selfie`).
+# Collecting again skips what is already there; unreadable files are recorded, not fatal.
+# The next notebook draws the faces found in them.
+
+# %%
+from iffse_lib import plots
+from iffse_lib.catalog import Catalog
+
+# %% tags=["parameters"]
+DATA_DIR = None             # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
+SOURCE = "lfw"              # "lfw" | "folder" | "instagram"
+LFW_DIR = None              # None: IFFSE_LFW_DIR, else LFW is downloaded through scikit-learn
+FOLDER = None               # SOURCE = "folder": a folder of photos
+IDENTITY_FROM_FOLDER = True # SOURCE = "folder": people/<name>/photo.jpg gives the identity <name>
+INSTAGRAM_TAGS = "selfie"   # SOURCE = "instagram": hashtags without '#'
+INSTAGRAM_API = "web"       # "web" (needs INSTAGRAM_COOKIES) or "legacy" (IFFSE's 2017 endpoints)
+INSTAGRAM_URL = None        # None: instagram.com; or the address of iffse's local imitation server
+INSTAGRAM_COOKIES = None    # a logged-in browser session's cookies.txt (never stored)
+MAX_PHOTOS = None           # None: all of them
+N_CONTACT = 48              # photos on the contact sheet
+FIGURES_DIR = None          # None: <DATA_DIR>/figures
+SEED = 0
+
+# %%
+cat = Catalog(DATA_DIR)
+figures = plots.figures_dir(FIGURES_DIR, cat)
+# cat
+
+# %% [markdown]
+# ## Collect
+# One library call per source. Each returns counts: `stored` (new photos), `skipped` (seen
+# before), `duplicates` (same bytes under another name) and `errors` (rejected files).
+
+# %%
+if SOURCE == "lfw":
+    from iffse_lib import pipeline
+    from iffse_lib.sources.lfw import LFWSource
+
+    collected = pipeline.collect(cat, LFWSource(LFW_DIR, limit=MAX_PHOTOS))
+elif SOURCE == "folder":
+    from iffse_lib import pipeline
+    from iffse_lib.sources.folder import FolderSource
+
+    collected = pipeline.collect(cat, FolderSource(FOLDER, identity_from_folder=IDENTITY_FROM_FOLDER))
+elif SOURCE == "instagram":
+    from iffse_lib.sources import instagram
+
+    collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, cookies=INSTAGRAM_COOKIES,
+                                          max_posts=MAX_PHOTOS,
+                                          **({"base_url": INSTAGRAM_URL} if INSTAGRAM_URL else {}))
+else:
+    raise ValueError(f'SOURCE must be "lfw", "folder" or "instagram", not {SOURCE!r}')
+collected
+
+# %% [markdown]
+# ## What is in the catalogue
+
+# %%
+photos = cat.photos()
+cat.counts()
+
+# %%
+photos.groupby("source_kind").agg(photos=("photo_id", "size"), identities=("identity", "nunique"),
+                                  median_width=("width", "median"), median_height=("height", "median"),
+                                  megabytes=("nbytes", lambda b: round(b.sum() / 1e6, 1)))
+
+# %% [markdown]
+# Photos per identity (the most photographed first):
+
+# %%
+photos["identity"].value_counts().head(15)
+
+# %%
+photos[["width", "height", "nbytes"]].describe().round(0)
+
+# %% [markdown]
+# Files that were rejected, and why (`catalog.errors()`):
+
+# %%
+cat.errors().tail(20)
+
+# %% [markdown]
+# ## Contact sheet
+
+# %%
+sample = photos.sample(min(N_CONTACT, len(photos)), random_state=SEED).sort_values("photo_id")
+fig = plots.contact_sheet(sample["path"], sample["identity"].fillna(sample["source_id"]),
+                          title=f"{len(sample)} of {len(photos):,} collected photos")
+print(plots.save(fig, figures, "01-contact-sheet"))
+fig

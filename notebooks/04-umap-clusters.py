@@ -1,0 +1,84 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · The faces on a map, and clusters of people
+#
+# UMAP squeezes the 128-d vectors into 2-D, keeping near neighbours near; trustworthiness says how
+# well (1.0: no point gets 2-D neighbours that are not neighbours in 128-d). Clustering the vectors
+# finds people without labels: *purity* is the share of faces whose cluster's majority is their own
+# person, *completeness* how well each person stays in one cluster.
+
+# %%
+from iffse_lib import plots, reduce
+from iffse_lib.catalog import Catalog
+from iffse_lib.embed import get_embedder
+
+# %% tags=["parameters"]
+DATA_DIR = None              # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
+N_NEIGHBOURS = 15            # UMAP's n_neighbors
+MIN_DIST = 0.1               # UMAP's min_dist
+TOP_IDENTITIES = 10          # identities in colour on the map
+N_THUMBNAILS = 250           # faces drawn on the thumbnail map
+CLUSTER_METHOD = "chinese_whispers"  # or "hdbscan"
+CLUSTER_THRESHOLD = 0.5      # Chinese whispers: edges between faces closer than this
+FIGURES_DIR = None           # None: <DATA_DIR>/figures
+SEED = 0
+
+# %%
+cat = Catalog(DATA_DIR, create=False)
+figures = plots.figures_dir(FIGURES_DIR, cat)
+model = get_embedder().model_tag
+faces = cat.faces(model)
+face_ids, vectors = cat.vectors(model)
+faces = faces.set_index("face_id").loc[face_ids].reset_index()
+identities = faces["identity"].fillna("?").to_numpy()
+print(f"{len(vectors):,} vectors of {model}, {len(set(identities)):,} identities")
+
+# %% [markdown]
+# ## UMAP
+
+# %%
+embedding = reduce.umap_2d(vectors, n_neighbors=N_NEIGHBOURS, min_dist=MIN_DIST, seed=SEED)
+trust = reduce.trustworthiness(vectors, embedding, n_neighbors=10)
+print(f"trustworthiness: {trust:.3f}")
+
+# %%
+fig = plots.umap_scatter(embedding, identities, top=TOP_IDENTITIES)
+print(plots.save(fig, figures, "04-umap-identities"))
+fig
+
+# %%
+fig = plots.umap_thumbnails(embedding, faces, identities, top=TOP_IDENTITIES, max_thumbs=N_THUMBNAILS, seed=SEED)
+print(plots.save(fig, figures, "04-umap-thumbnails"))
+fig
+
+# %% [markdown]
+# ## Clusters of people
+
+# %%
+if CLUSTER_METHOD == "chinese_whispers":
+    labels = reduce.chinese_whispers(vectors, threshold=CLUSTER_THRESHOLD, seed=SEED)
+else:
+    labels = reduce.hdbscan(vectors)
+scores = reduce.cluster_scores(identities, labels)
+print(f"purity: {scores['purity']:.3f}")
+print(f"completeness: {scores['completeness']:.3f}")
+scores
+
+# %%
+fig = plots.cluster_gallery(faces, labels)
+print(plots.save(fig, figures, "04-clusters"))
+fig

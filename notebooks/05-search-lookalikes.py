@@ -1,0 +1,66 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Search for lookalikes
+#
+# A query photo's faces are detected, aligned and embedded like the catalogue's; the index returns
+# the nearest catalogued faces. Below: one search as a figure, then an interactive search —
+# upload your own photo or pick a catalogued face, and set how many matches (k) and how close
+# (max distance; 0.6 is dlib's same-person threshold).
+
+# %%
+from iffse_lib import plots, widgets
+from iffse_lib.catalog import Catalog
+from iffse_lib.search import Searcher
+
+# %% tags=["parameters"]
+DATA_DIR = None        # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
+QUERY_PHOTO = None     # a photo to search with; None: a catalogued face of the most photographed person
+K = 10
+THRESHOLD = 0.6
+FIGURES_DIR = None     # None: <DATA_DIR>/figures
+
+# %%
+cat = Catalog(DATA_DIR, create=False)
+figures = plots.figures_dir(FIGURES_DIR, cat)
+searcher = Searcher(cat)
+searcher.index
+
+# %% [markdown]
+# ## One search
+
+# %%
+if QUERY_PHOTO is not None:
+    matches = searcher.search(QUERY_PHOTO, k=K, threshold=THRESHOLD)[0]  # the largest face
+    query = plots.face_crop(QUERY_PHOTO, matches.attrs["query_box"], size=150)
+else:
+    top = cat.faces(searcher.index.model_tag).query("identity == identity")
+    row = top[top["identity"] == top["identity"].value_counts().index[0]].iloc[0]
+    matches = searcher.search_face(int(row["face_id"]), k=K, threshold=THRESHOLD)
+    query = plots.face_crop(row["path"], row, size=150)
+print(f"top match: {matches['identity'].iloc[0] if len(matches) else None}")
+matches[["rank", "distance", "identity", "photo_id", "face_id"]]
+
+# %%
+fig = plots.results_grid(matches, query, THRESHOLD)
+print(plots.save(fig, figures, "05-results"))
+fig
+
+# %% [markdown]
+# ## Interactive search
+
+# %%
+widgets.LookalikeSearch(cat, searcher=searcher, k=K, threshold=THRESHOLD)
