@@ -340,3 +340,26 @@ def test_serve_yields_a_base_url_that_a_crawl_can_use(tmp_path):
         out = collect_hashtag(cat, "selfie", api="legacy", base_url=url, image_host=url, progress=False,
                               limiter=fast_limiter())
         assert out["stored"] == 10
+    with serve(10, page_size=5) as url, Catalog(tmp_path / "web") as cat:
+        out = collect_hashtag(cat, "selfie", api="web", base_url=url, image_host=url, cookies=FAKE_COOKIES,
+                              progress=False, limiter=fast_limiter())
+        assert out["stored"] == len(FakeInstagram(10).expected_images("web"))
+
+
+def test_forget_command_by_photo_id_shortcode_and_owner(tmp_path, face_images, capsys):
+    from iffse_lib import cli
+
+    with FakeInstagram(10, page_size=5, images=face_images) as server, Catalog(tmp_path / "data") as cat:
+        crawl(cat, server, "legacy", tmp_path)
+        first = cat.scalar("SELECT id FROM photos WHERE source_id='FkPost00001/0'")
+    data = str(tmp_path / "data")
+    assert cli.main(["forget", "--data", data, "--photo", str(first)]) == 0
+    assert cli.main(["forget", "--data", data, "--photo", "FkPost00002"]) == 0
+    assert cli.main(["forget", "--data", data, "--owner", "51230003"]) == 0  # legacy posts give owner ids
+    assert cli.main(["forget", "--data", data, "--photo", "999999"]) == 1
+    assert "removed 1 photos" in capsys.readouterr().out
+    with Catalog(tmp_path / "data") as cat:
+        left = set(stored(cat))
+        assert left == {f"FkPost{i:05d}/0" for i in range(10)} - {"FkPost00001/0", "FkPost00002/0", "FkPost00003/0"}
+        assert instagram.forgotten_names(cat) == {"fkpost00002", "51230003"}
+        assert_consistent(cat)

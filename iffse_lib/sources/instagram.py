@@ -372,7 +372,9 @@ class InstagramClient:
         self.api = api
         self.base_url = base_url.rstrip("/")
         self.image_host = image_host.rstrip("/") if image_host else None
-        if cookies is not None and not isinstance(cookies, SessionCookies):
+        if isinstance(cookies, Mapping):
+            cookies = SessionCookies(cookies)
+        elif cookies is not None and not isinstance(cookies, SessionCookies):
             cookies = SessionCookies.from_file(cookies)
         self.cookies: SessionCookies | None = cookies
         self.user_agent = user_agent or DEFAULT_USER_AGENT
@@ -721,8 +723,9 @@ def collect_hashtag(catalog, tags: str | Iterable[str], *, api: str = "web", bas
     base_url, image_host : str
         Instagram's address and a replacement host for image URLs; point both at
         :func:`~iffse_lib.sources.fake_instagram.serve` to work offline.
-    cookies : path or SessionCookies
-        A logged-in browser session's cookies (Netscape cookies.txt or JSON); never stored.
+    cookies : path, SessionCookies or mapping
+        A logged-in browser session's cookies (a Netscape cookies.txt or JSON export, or
+        ``{name: value}``); never stored. With the imitation, ``fake_instagram.FAKE_COOKIES``.
     max_posts : int
         Stop after this many posts of each tag's feed, counted over resumed runs.
     workers : int
