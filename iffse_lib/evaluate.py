@@ -348,7 +348,7 @@ class PhotoVectors:
 
     ``info`` is a DataFrame indexed by file name with ``how`` (``catalogue``, ``detected`` or
     ``fallback``), ``n_faces`` (faces the detector found), ``path`` and the aligned face's
-    ``landmarks`` (None for catalogue vectors).
+    ``landmarks`` (68 x 2).
     """
 
     vectors: dict[str, np.ndarray]
@@ -374,12 +374,12 @@ def _catalog_lfw_photos(catalog, model_tag: str) -> dict[str, dict]:
             "JOIN photos p ON p.id = s.photo_id LEFT JOIN detections d ON d.photo_id = p.id "
             "WHERE s.kind = 'lfw'"):
         photos[r[0]] = {"photo_id": r[1], "path": catalog.root / r[2], "width": r[3], "height": r[4],
-                        "n_faces": r[5], "error": r[6], "face_id": None}
+                        "n_faces": r[5], "error": r[6], "face_id": None, "landmarks": None}
     if catalog.model_info(model_tag) is None:
         return photos
     by_photo: dict[int, list] = defaultdict(list)
     for r in catalog.query(
-            "SELECT f.photo_id, f.id, f.left, f.top, f.right, f.bottom, v.face_id IS NOT NULL FROM faces f "
+            "SELECT f.photo_id, f.id, f.left, f.top, f.right, f.bottom, v.face_id IS NOT NULL, f.landmarks FROM faces f "
             "LEFT JOIN vectors v ON v.face_id = f.id AND v.model = ? ORDER BY f.photo_id, f.idx", (model_tag,)):
         by_photo[r[0]].append(r)
     for info in photos.values():
@@ -389,6 +389,7 @@ def _catalog_lfw_photos(catalog, model_tag: str) -> dict[str, dict]:
         pick = rows[central_index([Box(*r[2:6]) for r in rows], info["width"], info["height"])]
         if pick[6]:
             info["face_id"] = pick[1]
+            info["landmarks"] = np.frombuffer(pick[7], "<f4").reshape(68, 2).copy()
     return photos
 
 
@@ -421,7 +422,7 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
         for f, fid in from_cat.items():
             vectors[f] = by_face[fid]
             info[f] = {"how": "catalogue", "n_faces": int(known[f]["n_faces"] or 0),
-                       "path": str(known[f]["path"]), "landmarks": None}
+                       "path": str(known[f]["path"]), "landmarks": known[f]["landmarks"]}
 
     todo = [f for f in files if f not in vectors]
     pending_chips: list[np.ndarray] = []
@@ -510,6 +511,13 @@ class LFWResult:
             return wrong[wrong["same"]].sort_values("distance", ascending=False).head(n)
         raise ValueError("kind must be 'false_match' or 'miss'")
 
+    def chip(self, file: str) -> np.ndarray:
+        """The aligned 150 px chip the vector of LFW photo ``file`` was computed from."""
+        from . import faces, images
+
+        row = self.photos.info.loc[file]
+        return faces.face_chips(images.load_image(row["path"]), [row["landmarks"]])[0]
+
     def to_dict(self) -> dict:
         p = self.pairs
         return {
@@ -579,6 +587,32 @@ def evaluate_lfw_pairs(pairs, lfw_dir: str | Path | None = None, catalog=None, e
     same = pairs["same"].to_numpy()
     auc = float(roc_auc_score(same, -pairs["distance"])) if 0 < same.sum() < len(same) else float("nan")
     return LFWResult(pv.model_tag, pairs, folds, auc, pv)
+
+
+def fallback_report(result: LFWResult):
+    """Pairs that involve a photo aligned from :data:`FALLBACK_BOX` against the others: counts,
+    accuracy (with each pair's fold threshold) and mean distances of same and different pairs."""
+    import pandas as pd
+
+    p = result.pairs
+    fb = set(result.photos.no_face)
+    involved = p["file1"].isin(fb) | p["file2"].isin(fb)
+    rows = {}
+    for name, part in (("with a no-face photo", p[involved]), ("all others", p[~involved])):
+        rows[name] = {"pairs": len(part), "same": int(part["same"].sum()),
+                      "accuracy": float(part["correct"].mean()) if len(part) else float("nan"),
+                      "same_mean_distance": float(part.loc[part["same"], "distance"].mean()),
+                      "different_mean_distance": float(part.loc[~part["same"], "distance"].mean())}
+    df = pd.DataFrame(rows).T
+    df.attrs["photos"] = sorted(fb)
+    return df
+
+
+def output_dir(out_dir: str | Path | None, catalog) -> Path:
+    """Where evaluation files go: ``out_dir`` if given, else ``<catalogue>/evaluation`` (made)."""
+    path = Path(out_dir) if out_dir is not None else Path(catalog.root) / "evaluation"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 # -- retrieval ------------------------------------------------------------------------------------

@@ -16,6 +16,16 @@ import pytest
 from iffse_lib import evaluate as ev
 from iffse_lib.records import Box
 
+# Floors measured on ../shared with dlib's face ResNet (figures in the README's "Evaluation"),
+# set a little under the measurement so that a real regression fails and numeric noise does not.
+FLOOR_LFW_ACCURACY = 0.97
+FLOOR_LFW_AUC = 0.99
+FLOOR_FALLBACK_ACCURACY = 0.8
+FLOOR_PEOPLE_MAP = 0.9
+FLOOR_LFW_P1 = 0.9
+FLOOR_LFW_P5 = 0.8
+FLOOR_LFW_MAP = 0.8
+
 
 # -- the protocol on hand-made numbers -------------------------------------------------------------
 
@@ -139,3 +149,133 @@ def test_make_pairs_takes_every_same_person_pair(lfw_dir):
     pd.testing.assert_frame_equal(ev.make_pairs(lfw_dir, seed=0), pairs)
     capped = ev.make_pairs(lfw_dir, seed=0, max_same_per_person=50)
     assert capped[capped["same"]].groupby("name1").size().max() <= 50
+
+
+# -- LFW end to end, on the session catalogue ------------------------------------------------------
+
+def _no_face_files(catalog) -> set[str]:
+    """LFW file names of the catalogue's photos in which the detector found no face."""
+    return {r[0] for r in catalog.query(
+        "SELECT s.source_id FROM sources s JOIN detections d ON d.photo_id = s.photo_id "
+        "WHERE s.kind = 'lfw' AND d.n_faces = 0 AND d.error IS NULL")}
+
+
+@pytest.fixture(scope="module")
+def subset_pairs(lfw_dir, tmp_path_factory):
+    return ev.write_pairs(ev.make_pairs(lfw_dir, seed=0), tmp_path_factory.mktemp("pairs") / "pairs.txt")
+
+
+@pytest.fixture(scope="module")
+def lfw_result(lfw_catalog, lfw_dir, subset_pairs):
+    """The whole subset's pairs: vectors from the catalogue, the no-face photos computed here."""
+    return ev.evaluate_lfw_pairs(subset_pairs, lfw_dir=lfw_dir, catalog=lfw_catalog, progress=False)
+
+
+def test_fallback_box_is_where_lfw_faces_are(lfw_catalog):
+    measured = ev.measure_central_box(lfw_catalog)
+    assert measured["photos"] > 2400
+    np.testing.assert_allclose(measured["box"], ev.FALLBACK_BOX, atol=0.01)
+
+
+def test_lfw_pairs_on_the_subset(lfw_result, lfw_catalog):
+    d = lfw_result.to_dict()
+    assert d["folds"] == 10 and d["same_pairs"] == d["different_pairs"] == 37540
+    in_pairs = set(lfw_result.photos.info.index)
+    # The photos the detector missed are exactly the catalogue's no-face photos, none dropped.
+    expected_no_face = _no_face_files(lfw_catalog) & in_pairs
+    assert expected_no_face, "the subset should exercise the fallback"
+    assert set(lfw_result.photos.no_face) == expected_no_face
+    assert d["photos_from_catalogue"] == d["photos"] - d["photos_no_face"]
+    assert lfw_result.pairs["distance"].notna().all() and len(lfw_result.pairs) == 75080
+    # Floors (measured: see the README's "Evaluation"). Chance is 50%.
+    assert d["accuracy_mean"] >= FLOOR_LFW_ACCURACY
+    assert d["accuracy_std"] <= 0.01
+    assert d["roc_auc"] >= FLOOR_LFW_AUC
+    # The thresholds chosen on nine folds sit near dlib's own 0.6 and agree with each other.
+    assert all(0.5 < t < 0.7 for t in d["thresholds"])
+    assert np.ptp(d["thresholds"]) < 0.05
+
+
+def test_fallback_photos_still_match_their_person(lfw_result):
+    """Pairs that involve a photo aligned from the central box are still mostly right."""
+    report = ev.fallback_report(lfw_result)
+    assert report.loc["with a no-face photo", "pairs"] > 100
+    assert report.loc["with a no-face photo", "accuracy"] >= FLOOR_FALLBACK_ACCURACY
+    assert report.loc["with a no-face photo", "same_mean_distance"] < 0.6
+
+
+@pytest.fixture(scope="module")
+def small_pairs(lfw_result, lfw_catalog, tmp_path_factory):
+    """40 pairs (10 folds x 2 same + 2 different) from the subset's pairs, including the no-face
+    photos' pairs first so that the standalone path meets the fallback too."""
+    p = lfw_result.pairs
+    fb = set(lfw_result.photos.no_face)
+    rows = []
+    for same in (True, False):
+        part = p[p["same"] == same]
+        involved = part["file1"].isin(fb) | part["file2"].isin(fb)
+        rows.append(pd.concat([part[involved].head(5), part[~involved].head(15)]).reset_index(drop=True))
+    folds = []
+    for k in range(10):
+        folds.append(rows[0].iloc[2 * k:2 * k + 2].assign(fold=k))
+        folds.append(rows[1].iloc[2 * k:2 * k + 2].assign(fold=k))
+    df = pd.concat(folds)[["fold", "name1", "num1", "name2", "num2", "same"]]
+    return ev.write_pairs(df, tmp_path_factory.mktemp("small") / "pairs.txt")
+
+
+def test_standalone_lfw_pairs_computes_what_the_catalogue_holds(small_pairs, lfw_dir, lfw_result):
+    res = ev.evaluate_lfw_pairs(small_pairs, lfw_dir=lfw_dir, progress=False)
+    info = res.photos.info
+    assert len(res.pairs) == 40 and res.folds.accuracies.shape == (10,)
+    assert (info["how"] != "catalogue").all()
+    assert 0 < len(res.photos.no_face) and set(res.photos.no_face) <= set(lfw_result.photos.no_face)
+    # Detected here or read from the catalogue: the same vectors (the same pipeline, twice).
+    for f in info.index:
+        np.testing.assert_allclose(res.photos.vectors[f], lfw_result.photos.vectors[f], atol=1e-5)
+    assert res.mean_accuracy >= 0.9
+
+
+def test_cli_lfw_pairs_with_a_catalogue(small_pairs, lfw_dir, lfw_catalog, capsys):
+    from iffse_lib.cli import main
+
+    rc = main(["evaluate", "lfw-pairs", "--pairs", str(small_pairs), "--lfw-dir", str(lfw_dir),
+               "--data", str(lfw_catalog.root), "--json", "-q"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["pairs"] == 40 and out["folds"] == 10 and len(out["thresholds"]) == 10
+    assert out["photos_no_face"] > 0 and out["photos_from_catalogue"] == out["photos"] - out["photos_no_face"]
+    assert out["accuracy_mean"] >= 0.9
+    # Without --lfw-dir or --data there is nothing to read the photos from.
+    rc = main(["evaluate", "lfw-pairs", "--pairs", str(small_pairs), "-q"])
+    assert rc == 1 and "--lfw-dir" in capsys.readouterr().err
+
+
+# -- retrieval --------------------------------------------------------------------------------------
+
+def test_retrieval_on_the_people_folder(people_catalog, capsys):
+    res = ev.evaluate_retrieval(people_catalog, progress=False)
+    t = res.table
+    # 76 faces of 18 identities with a partner (SOURCES.md); one photo of deepface_person10 has
+    # a bystander, unlabelled.
+    assert res.counts["queries"] == 76 and res.counts["identities"] == 18
+    assert t.loc["precision@1", "exact"] == 1.0
+    assert t.loc["mAP@100", "exact"] >= FLOOR_PEOPLE_MAP
+    assert res.index_recall >= 0.99
+    pd.testing.assert_series_equal(t["index"], t["exact"], check_names=False, atol=0.02)
+    from iffse_lib.cli import main
+
+    assert main(["evaluate", "retrieval", "--data", str(people_catalog.root), "--json", "-q"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["exact"]["precision@1"] == 1.0 and out["queries"] == 76
+
+
+def test_retrieval_on_lfw(lfw_catalog):
+    res = ev.evaluate_retrieval(lfw_catalog, progress=False)
+    t = res.table
+    assert res.counts["queries"] > 1400
+    assert t.loc["precision@1", "exact"] >= FLOOR_LFW_P1
+    assert t.loc["precision@5", "exact"] >= FLOOR_LFW_P5
+    assert t.loc["mAP@100", "exact"] >= FLOOR_LFW_MAP
+    # The index finds nearly what exact search finds, so its figures are nearly the same.
+    assert res.index_recall >= 0.95
+    assert (t["exact"] - t["index"]).abs().max() <= 0.02
