@@ -188,7 +188,7 @@ def cmd_evaluate_retrieval(args) -> int:
 
     with _catalog(args, create=False) as cat:
         result = evaluate_retrieval(cat, get_embedder(args.embedder).model_tag, depth=args.depth,
-                                    progress=not args.quiet)
+                                    max_queries=args.max_queries, progress=not args.quiet)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval = esub.add_parser("retrieval", help="precision@1, @5 and mAP, exact search vs the index",
                                 parents=[common])
     retrieval.add_argument("--depth", type=int, default=100, help="ranks scored for mAP (default: %(default)s)")
+    retrieval.add_argument("--max-queries", type=int, default=None,
+                           help="score this many random queries (default: every labelled face)")
     retrieval.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(retrieval)
     retrieval.set_defaults(func=cmd_evaluate_retrieval)
