@@ -5,6 +5,7 @@
     data/
       catalog.sqlite    photos, sources, faces, vectors, models, runs, errors, crawl state (WAL mode)
       raw/ab/abcd….jpg  collected photos, named by the sha256 of their bytes, never modified
+      tmp/              photo files being written (renamed into raw/ when complete)
       vectors/<model>.npy   float32 (rows, dim) per model tag, append-only, memory-mapped to read
       index/<model>.*   the Annoy index and its id map (see index.py)
 
@@ -235,6 +236,8 @@ class Catalog:
                 f"no catalogue in {self.root}. Collect photos first, e.g. `iffse collect lfw --data {self.root}`.")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "raw").mkdir(exist_ok=True)
+        (self.root / "tmp").mkdir(exist_ok=True)
+        self._remove_stale_temporaries()
         self._lock = threading.RLock()
         self.db = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
@@ -254,6 +257,18 @@ class Catalog:
         self.run_id: int | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _remove_stale_temporaries(self) -> None:
+        """Delete half-written photo files left by a process that was killed."""
+        for tmp in (self.root / "tmp").glob("*.tmp"):
+            try:
+                pid = int(tmp.name.split(".")[-3])
+                os.kill(pid, 0)  # the writer is still alive: leave its file alone
+            except (ValueError, IndexError, ProcessLookupError):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            except PermissionError:
+                pass
+
     def close(self) -> None:
         self.db.close()
 
@@ -337,7 +352,7 @@ class Catalog:
         existing = self.query("SELECT id FROM photos WHERE sha256=?", (digest,))
         if not existing and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp = self.root / "tmp" / f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
