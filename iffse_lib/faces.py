@@ -96,6 +96,7 @@ def detect_boxes(image: np.ndarray, upsample: int = config.DEFAULT_UPSAMPLE,
 def detect_faces(image: np.ndarray, upsample: int = config.DEFAULT_UPSAMPLE,
                  threshold: float = 0.0) -> list[Detection]:
     """Every face dlib's HOG detector finds in an (H, W, 3) uint8 RGB image, with its 68 landmarks."""
+    shape_predictor()  # a missing model file fails here, whether or not a face is found
     return [Detection(box=box, score=score, landmarks=landmarks_for_box(image, box))
             for box, score in detect_boxes(image, upsample, threshold)]
 
