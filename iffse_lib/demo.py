@@ -60,7 +60,8 @@ def print_summary(s: dict, root: Path, out: TextIO) -> None:
         n = coll.get("stored", 0) + coll.get("duplicates", 0) + coll.get("errors", 0)
         w(f"  collect  {coll['seconds']:8.2f} s  {n / coll['seconds'] if coll['seconds'] else 0:8.1f} photos/s\n")
     for stage, v in ip.get("stages", {}).items():
-        w(f"  {stage:8} {v['seconds']:8.2f} s  median {v['median_ms']:8.2f} ms/item\n")
+        med = f"median {v['median_ms']:8.2f} ms/{'face' if stage == 'embed' else 'photo'}" if v["median_ms"] is not None else ""
+        w(f"  {stage:8} {v['seconds']:8.2f} s  {med}\n")
     if ip.get("photos"):
         w(f"  detect+embed overall {ip['photos_per_s']} photos/s\n")
     w(f"  index    {s['build_index']['seconds']:8.2f} s  ({s['build_index']['faces']} faces, "
