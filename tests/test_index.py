@@ -1,0 +1,185 @@
+"""FaceIndex: exact order on a hand-made example, recall on real LFW vectors, the growing buffer,
+removed faces, and load errors."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iffse_lib import pipeline
+from iffse_lib.catalog import Catalog
+from iffse_lib.errors import IndexMismatch, IndexMissing, ModelMismatch
+from iffse_lib.index import FaceIndex, exact_search, rebuild_threshold
+
+MODEL = "dlib-resnet-v1"
+
+
+@pytest.mark.parametrize("backend", ["annoy", "hnsw"])
+def test_three_vectors_exact_neighbour_order(tmp_path, backend):
+    index = FaceIndex("hand", dim=3, n_trees=10, backend=backend)
+    index.add([10, 20, 30], np.array([[0, 0, 0], [1, 0, 0], [0, 3, 0]], np.float32))
+    index.build()
+    ids, dists = index.query([0.4, 0, 0], k=3)
+    assert ids.tolist() == [[10, 20, 30]]
+    np.testing.assert_allclose(dists[0], [0.4, 0.6, np.sqrt(0.4 ** 2 + 9)], rtol=1e-5)
+    ids, _ = index.query([0.9, 2.5, 0], k=3)
+    assert ids.tolist() == [[30, 20, 10]]
+    # k larger than the index pads with -1 / inf
+    ids, dists = index.query([0, 0, 0], k=5)
+    assert ids[0, 3:].tolist() == [-1, -1] and np.isinf(dists[0, 3:]).all()
+    # the same after a save and load
+    index.save(tmp_path)
+    loaded = FaceIndex.load(tmp_path, "hand")
+    assert loaded.backend == backend
+    assert loaded.query([0.4, 0, 0], k=3)[0].tolist() == [[10, 20, 30]]
+    pos, _ = exact_search(np.array([[0.4, 0, 0]]), np.array([[0, 0, 0], [1, 0, 0], [0, 3, 0]]), 3)
+    assert pos.tolist() == [[0, 1, 2]]
+
+
+def _lfw_vectors(cat):
+    face_ids, vectors = cat.vectors(MODEL)
+    assert len(face_ids) > 2000, "the LFW subset should give over 2,000 faces"
+    return face_ids, vectors
+
+
+@pytest.mark.parametrize("backend", ["annoy", "hnsw"])
+def test_recall_at_10_against_brute_force_on_lfw_vectors(lfw_catalog, backend):
+    face_ids, vectors = _lfw_vectors(lfw_catalog)
+    index = FaceIndex(MODEL, backend=backend)  # the default settings
+    index.add(face_ids, vectors)
+    index.build()
+    rng = np.random.default_rng(0)
+    q = rng.choice(len(vectors), 400, replace=False)
+    got, got_d = index.query(vectors[q], k=10)
+    exact_pos, exact_d = exact_search(vectors[q], vectors, 10)
+    truth = face_ids[exact_pos]
+    recall = np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)])
+    assert recall >= 0.95, f"recall@10 {recall:.3f}"
+    # each query finds itself first, and distances agree with numpy's where the ids agree
+    assert (got[:, 0] == face_ids[q]).mean() >= 0.99
+    agree = (got == truth).all(axis=1)
+    assert agree.mean() >= 0.8
+    np.testing.assert_allclose(got_d[agree], exact_d[agree], atol=1e-3)
+    # same-person neighbours (exact distance < 0.6) are found by the index
+    same = [(set(t[d < 0.6]) - {f}) for t, d, f in zip(truth, exact_d, face_ids[q])]
+    found = sum(len(s & set(g)) for s, g in zip(same, got))
+    total = sum(len(s) for s in same)
+    assert total > 50 and found / total >= 0.97, f"same-person recall {found}/{total}"
+
+
+def _copy_catalog(cat: Catalog, dest: Path) -> Catalog:
+    """A writable copy of a read-only fixture catalogue (database, vectors, index; no photo files)."""
+    dest.mkdir(parents=True)
+    target = sqlite3.connect(dest / "catalog.sqlite")
+    with cat._lock:
+        cat.db.backup(target)
+    target.close()
+    for sub in ("vectors", "index"):
+        shutil.copytree(cat.root / sub, dest / sub)
+    (dest / "raw").mkdir()
+    return Catalog(dest)
+
+
+def test_growing_index_finds_new_faces_and_never_returns_removed_ones(lfw_catalog, faces_dir, tmp_path):
+    cat = _copy_catalog(lfw_catalog, tmp_path / "data")
+    before = pipeline.load_index(cat, MODEL)
+    segment = before.segment_size
+    assert before.removed == 0 and len(before.buffer_ids) == 0
+    # collect and embed two photos that are not in LFW
+    from iffse_lib.sources.folder import FolderSource
+
+    new_dir = tmp_path / "new"
+    new_dir.mkdir()
+    for name in ("biden/facerec_train_biden_biden.jpg", "obama/facerec_tests_obama3.jpg"):
+        src = faces_dir / "people" / name
+        if not src.exists():  # fall back to the first photo of that person
+            src = sorted((faces_dir / "people" / name.split("/")[0]).iterdir())[0]
+        shutil.copy(src, new_dir / f"{name.split('/')[0]}{src.suffix}")
+    pipeline.collect(cat, FolderSource(new_dir), progress=False)
+    counts = pipeline.index_photos(cat, progress=False)
+    assert counts["photos"] == 2 and counts["vectors"] >= 2
+    new_ids = np.array([r[0] for r in cat.query(
+        "SELECT f.id FROM faces f JOIN photos p ON p.id=f.photo_id WHERE p.source_kind='folder'")])
+
+    index, info = pipeline.update_index(cat, MODEL, progress=False)
+    assert info["rebuilt"] is False, info
+    assert index.segment_size == segment and sorted(index.buffer_ids) == sorted(new_ids)
+    assert cat.get_meta("index_stale") == "0"
+    _, new_vecs = cat.vectors(MODEL, new_ids)
+    ids, dists = pipeline.load_index(cat, MODEL).query(new_vecs, k=5)
+    assert ids[:, 0].tolist() == new_ids.tolist() and np.allclose(dists[:, 0], 0, atol=1e-4)
+
+    # forget one LFW photo (its faces are in the built segment) and one new photo (in the buffer)
+    lfw_photo, lfw_face = cat.query("SELECT photo_id, id FROM faces ORDER BY id LIMIT 1")[0]
+    new_photo = cat.scalar("SELECT photo_id FROM faces WHERE id=?", (int(new_ids[0]),))
+    _, gone_vecs = cat.vectors(MODEL, [lfw_face, int(new_ids[0])])
+    cat.remove_photos([lfw_photo, new_photo])
+    index = pipeline.load_index(cat, MODEL)
+    assert index.removed >= 1 and int(new_ids[0]) not in index.buffer_ids
+    ids, _ = index.query(gone_vecs, k=10)
+    assert lfw_face not in ids and int(new_ids[0]) not in ids
+    assert len(index) == cat.scalar("SELECT COUNT(*) FROM vectors WHERE model=?", (MODEL,))
+
+    # --rebuild: one segment over exactly the current faces, nothing buffered or masked
+    index, info = pipeline.update_index(cat, MODEL, rebuild=True, progress=False)
+    assert info["rebuilt"] and index.removed == 0 and len(index.buffer_ids) == 0
+    strict = pipeline.load_index(cat, MODEL, sync=False)  # covers the catalogue exactly
+    assert strict.segment_size == len(index)
+    cat.close()
+
+
+def test_reused_face_id_with_a_new_vector_is_a_new_face():
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(50, 8)).astype(np.float32)
+    index = FaceIndex("m", dim=8, n_trees=5)
+    index.add(np.arange(50), vecs, rows=np.arange(50))
+    index.build()
+    moved = rng.normal(size=(1, 8)).astype(np.float32) + 10
+    # face 49 was deleted and SQLite gave its id to a new face whose vector sits in row 50
+    ids, rows = np.arange(50), np.r_[np.arange(49), 50]
+    info = index.sync(ids, rows, lambda f, r: moved)
+    assert info == {"added": 1, "removed": 1, "buffer": 1, "masked": 1}
+    got, d = index.query(moved, k=1)
+    assert got[0, 0] == 49 and d[0, 0] < 1e-4
+    got, _ = index.query(vecs[49], k=3)
+    assert 49 not in got  # the old vector of face 49 is gone
+
+
+def test_rebuild_threshold_and_buffer_growth():
+    assert rebuild_threshold(100) == 1_000 and rebuild_threshold(100_000) == 10_000
+    assert rebuild_threshold(10_000_000) == 50_000
+    rng = np.random.default_rng(2)
+    index = FaceIndex("m", dim=4, n_trees=2)
+    index.add(np.arange(100), rng.normal(size=(100, 4)))
+    index.build()
+    index.add(np.arange(100, 1100), rng.normal(size=(1000, 4)))
+    assert not index.needs_rebuild()
+    index.add([5000], rng.normal(size=(1, 4)))
+    assert index.needs_rebuild()
+    with pytest.raises(ValueError, match="unique"):
+        index.add([5000], rng.normal(size=(1, 4)))
+
+
+def test_load_errors_for_other_model_count_and_dimension(tmp_path):
+    rng = np.random.default_rng(3)
+    index = FaceIndex(MODEL, dim=8, n_trees=3)
+    index.add(np.arange(20), rng.normal(size=(20, 8)))
+    index.build().save(tmp_path)
+    with pytest.raises(IndexMissing, match="iffse index"):
+        FaceIndex.load(tmp_path, "torch-resnet-v1")
+    # files of one model put under another model's name
+    for path in tmp_path.iterdir():
+        shutil.copy(path, tmp_path / path.name.replace(MODEL, "other-model"))
+    with pytest.raises(ModelMismatch, match="other-model"):
+        FaceIndex.load(tmp_path, "other-model")
+    with pytest.raises(IndexMismatch, match="iffse index"):
+        FaceIndex.load(tmp_path, MODEL, expect_face_ids=np.arange(19))
+    with pytest.raises(IndexMismatch):
+        FaceIndex.load(tmp_path, MODEL, expect_face_ids=np.arange(1, 21))
+    loaded = FaceIndex.load(tmp_path, MODEL, expect_face_ids=np.arange(20)[::-1])
+    with pytest.raises(ModelMismatch, match="dimension"):
+        loaded.query(np.zeros(16), k=3)
