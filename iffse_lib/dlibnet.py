@@ -267,6 +267,7 @@ def _details(s: _Stream, readers: dict, what: str) -> tuple[str, str, dict[str, 
         raise s.corrupt(f"unknown {what} type {type_!r} (this reader knows "
                         f"{', '.join(sorted(readers))})", at)
     kind, reader = readers[type_]
+    s.where = f"{s.where} ({type_})"
     return kind, type_, reader(s, type_), at
 
 
@@ -301,7 +302,7 @@ def _parse(data: bytes, path: str) -> DnnFile:
         raise s.corrupt(f"layer<{innermost}> over the input layer has version "
                         f"{versions[innermost][0]}, expected 2 or 3", versions[innermost][1])
 
-    s.where = f"layer<{innermost + 1}> (the input layer)"
+    s.where = f"layer<{innermost + 1}>"
     kind, type_, fields, at = _details(s, _INPUT_READERS, "input layer")
     input_layer = DnnLayer(innermost + 1, kind, type_, at, fields)
 
@@ -316,7 +317,6 @@ def _parse(data: bytes, path: str) -> DnnFile:
             layers.append(DnnLayer(index, "tag_or_skip", "", version_at))
             continue
         kind, type_, fields, at = _details(s, _LAYER_READERS, "layer")
-        s.where = f"layer<{index}> ({type_})"
         for flag in ("this_layer_setup_called", "gradient_input_is_stale",
                      "get_output_and_gradient_input_disabled"):
             s.boolean(flag)
@@ -546,7 +546,7 @@ class DlibNet(nn.Module):
         x = ((images.to(torch.float32) - mean) / 256.0).permute(0, 3, 1, 2)
         if not self.channels_last:
             x = x.contiguous()
-        x = x.to(self.layers[0].weight.dtype)
+        x = x.to(next(self.parameters()).dtype)
         tags = {}
         for layer in self.layers:
             if isinstance(layer, _Marker):
@@ -634,4 +634,41 @@ def build_face_resnet(path: str | os.PathLike | None = None) -> DlibNet:
     if count != FACE_RESNET_PARAMS:
         raise ModelFileCorrupt(f"{path}: the network has {count:,} parameters, dlib's face "
                                f"ResNet has {FACE_RESNET_PARAMS:,}; fetch it again with `make models`.")
+    return net
+
+
+def fold_affine(net: DlibNet) -> DlibNet:
+    """A copy of ``net`` for inference: each per-channel affine layer that directly follows a
+    convolution is folded into its filters and biases (gamma * (W x + b) + beta), and a ReLU that
+    directly follows such a convolution runs in place on its fresh output.
+
+    The same function in fewer passes over memory; outputs differ from ``net``'s by float32
+    rounding only (about 1e-7 on the face ResNet's descriptors).
+    """
+    import copy
+
+    net = copy.deepcopy(net)
+    old = list(net.layers)
+    new: list[nn.Module] = []
+    i = 0
+    while i < len(old):
+        layer = old[i]
+        i += 1
+        if not isinstance(layer, nn.Conv2d):
+            new.append(layer)
+            continue
+        if i < len(old) and isinstance(old[i], _Affine) and old[i].gamma.shape[2:] == (1, 1):
+            gamma, beta = old[i].gamma.reshape(-1), old[i].beta.reshape(-1)
+            with torch.no_grad():
+                layer.weight.mul_(gamma.reshape(-1, 1, 1, 1))
+                if layer.bias is None:
+                    layer.bias = nn.Parameter(beta.clone(), requires_grad=False)
+                else:
+                    layer.bias.mul_(gamma).add_(beta)
+            i += 1
+        if i < len(old) and isinstance(old[i], nn.ReLU):
+            layer = nn.Sequential(layer, nn.ReLU(inplace=True))
+            i += 1
+        new.append(layer)
+    net.layers = nn.ModuleList(new)
     return net

@@ -1,0 +1,158 @@
+"""dlib's face ResNet in PyTorch: dlib's descriptors, batched, on a CPU or a GPU.
+
+:class:`TorchEmbedder` runs the network :func:`iffse_lib.dlibnet.build_face_resnet` builds from
+dlib's own model file, on the same 150 px chips and with the same preprocessing as
+:class:`iffse_lib.embed.DlibEmbedder` ((rgb - (122.782, 117.001, 104.298)) / 256, the means read
+from the file).
+
+Model tags
+----------
+A model tag names the weights and the numeric precision that made a vector, not the code that ran
+them:
+
+- float32, on any device, with or without ``channels_last`` or ``compile``: ``dlib-resnet-v1``,
+  the tag :class:`~iffse_lib.embed.DlibEmbedder` uses. These vectors match dlib's
+  ``compute_face_descriptor`` to within 1e-4 (``tests/test_dlibnet.py`` checks it on every face
+  of ``../shared/data/faces``), far below the 0.6 same-person distance, so a catalogue embedded
+  with either embedder can be searched with the other.
+- bfloat16 and float16: ``dlib-resnet-v1+bf16`` and ``dlib-resnet-v1+fp16``. Half-precision
+  vectors differ from float32 ones by about 1e-2, so they get their own tags and never mix
+  silently with float32 vectors.
+
+Torch is imported when the work starts, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import config
+from . import embed as _embed
+from .errors import DependencyMissing, IffseError
+from .models import model_path
+
+#: The tag of float32 vectors; half precision appends a suffix (see the module docstring).
+MODEL_TAG = "dlib-resnet-v1"
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32",
+           "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16", "half": "float16"}
+_TAG_SUFFIX = {"float32": "", "bfloat16": "+bf16", "float16": "+fp16"}
+
+#: Chips per forward pass when ``batch_size`` is None: small batches stay in the CPU's caches
+#: (on this project's 2-core machine, batches of 32 ran about 1.5x faster than 256).
+_DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise DependencyMissing(
+            "the torch embedder needs PyTorch. Install it with `pip install torch` (CPU only: "
+            "`pip install torch --index-url https://download.pytorch.org/whl/cpu`), or use "
+            "get_embedder('dlib').") from exc
+    return torch
+
+
+def _dtype_name(dtype) -> str:
+    name = str(dtype).removeprefix("torch.")
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}") from None
+
+
+class TorchEmbedder:
+    """dlib's face ResNet in PyTorch (see the module docstring for the model tags).
+
+    - ``device``: ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc.).
+    - ``batch_size``: chips per forward pass; None picks 32 on a CPU and 256 on a GPU.
+    - ``dtype``: float32, bfloat16 or float16 (a ``torch.dtype`` or its name, or bf16/fp16).
+    - ``channels_last``: NHWC memory layout; None uses it on a CPU, where it measured faster.
+    - ``compile``: run the network through ``torch.compile`` (slow to start: minutes on a CPU;
+      a short last batch is zero-padded so that one batch shape is ever compiled).
+    - ``num_threads``: torch's intra-op threads while embedding (None leaves torch's setting).
+    """
+
+    dim = 128
+
+    def __init__(self, device: str = "cpu", batch_size: int | None = None, dtype="float32",
+                 channels_last: bool | None = None, compile: bool = False,
+                 num_threads: int | None = None):
+        self.device = str(device)
+        self.batch_size = batch_size
+        self.dtype = _dtype_name(dtype)
+        self.channels_last = channels_last
+        self.compile = compile
+        self.num_threads = num_threads
+        self.model_tag = MODEL_TAG + _TAG_SUFFIX[self.dtype]
+
+    def __repr__(self) -> str:
+        return (f"TorchEmbedder(device={self.device!r}, batch_size={self.batch_size}, "
+                f"dtype={self.dtype!r}, channels_last={self.channels_last}, "
+                f"compile={self.compile}, num_threads={self.num_threads})")
+
+    def _settings(self):
+        """Check the settings; return (torch, device type, batch size, channels_last)."""
+        torch = _torch()
+        kind = self.device.split(":")[0]
+        if kind not in _DEFAULT_BATCH:
+            raise IffseError(f"device must be 'cpu' or 'cuda', not {self.device!r}")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise IffseError(
+                f"device={self.device!r} asked for, but this PyTorch ({torch.__version__}) sees "
+                "no CUDA GPU. Use device='cpu', or install a CUDA build of torch on a GPU machine.")
+        batch = self.batch_size if self.batch_size is not None else _DEFAULT_BATCH[kind]
+        if batch < 1:
+            raise ValueError(f"batch_size must be >= 1, not {batch}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, not {self.num_threads}")
+        channels_last = (kind == "cpu") if self.channels_last is None else bool(self.channels_last)
+        return torch, kind, batch, channels_last
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """(N, 150, 150, 3) uint8 RGB chips -> (N, 128) float32 descriptors."""
+        chips = _embed._check_chips(chips)
+        torch, kind, batch, channels_last = self._settings()
+        if len(chips) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        path = str(model_path(config.FACE_RESNET_FILE))
+        net = _prepared_net(path, self.device, self.dtype, channels_last, self.compile)
+        threads = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        try:
+            with torch.inference_mode():
+                images = torch.from_numpy(np.ascontiguousarray(chips))
+                if kind == "cuda":  # pinned memory: asynchronous, faster host-to-GPU copies
+                    images = images.pin_memory()
+                out = []
+                for start in range(0, len(images), batch):
+                    part = images[start:start + batch].to(self.device, non_blocking=True)
+                    short = batch - len(part)
+                    if self.compile and short:  # one shape only: no recompiling for the tail
+                        part = torch.cat([part, part.new_zeros((short,) + part.shape[1:])])
+                    out.append(net(part)[:batch - short])
+                return torch.cat(out).float().cpu().numpy()
+        finally:
+            torch.set_num_threads(threads)
+
+
+@functools.cache
+def _prepared_net(path: str, device: str, dtype: str, channels_last: bool, compile: bool):
+    """The network for one set of settings, built once per process and shared."""
+    torch = _torch()
+    from . import dlibnet
+
+    net = dlibnet.fold_affine(dlibnet.build_face_resnet(path))
+    net = net.to(device=device, dtype=getattr(torch, dtype))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        net.channels_last = True
+    net.eval()
+    if compile:
+        net = torch.compile(net, dynamic=False)
+    return net
