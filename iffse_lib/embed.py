@@ -1,5 +1,10 @@
 """Aligned face chips -> vectors.
 
+Two embedders compute the same network (dlib's face ResNet): ``dlib`` calls dlib's own
+``compute_face_descriptor`` (the reference; about 100 ms per face on a CPU without BLAS) and
+``torch`` runs the same weights in PyTorch (:mod:`iffse_lib.embed_torch`; vectors equal within
+1e-4, batched, about ten times faster, and on GPUs). Both tag float32 vectors ``dlib-resnet-v1``.
+
 An embedder takes a batch of 150 x 150 RGB chips made by :func:`iffse_lib.faces.face_chips`
 (dlib's ``get_face_chip`` alignment) and returns float32 vectors. Every vector the catalogue
 stores is tagged with the embedder's ``model_tag``; vectors of different tags never mix.
@@ -68,12 +73,25 @@ class DlibEmbedder:
         return np.asarray([np.asarray(v) for v in out], dtype=np.float32)
 
 
-EMBEDDERS = {"dlib": DlibEmbedder}
+def _torch_embedder(**kwargs) -> Embedder:
+    from .embed_torch import TorchEmbedder
+
+    return TorchEmbedder(**kwargs)
+
+
+EMBEDDERS = {"dlib": DlibEmbedder, "torch": _torch_embedder}
+
+
+def default_embedder_name() -> str:
+    """``torch`` when PyTorch is installed (same vectors as dlib's, about 10x faster), else ``dlib``."""
+    import importlib.util
+
+    return "torch" if importlib.util.find_spec("torch") is not None else "dlib"
 
 
 def get_embedder(name: str | None = None, **kwargs) -> Embedder:
-    """An embedder by name (``dlib``, ``torch``); None gives the default."""
-    name = name or "dlib"
+    """An embedder by name (``dlib``, ``torch``); None gives the default (see default_embedder_name)."""
+    name = name or default_embedder_name()
     try:
         factory = EMBEDDERS[name]
     except KeyError:
