@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-LFW_DIR ?= $(IFFSE_LFW_DIR)
+# LFW for the demo: $IFFSE_LFW_DIR, else a ../shared/data/lfw copy beside the project, else download.
+LFW_DIR ?= $(or $(IFFSE_LFW_DIR),$(wildcard ../shared/data/lfw))
 
 .PHONY: demo test test-fast models lab venv venv-test clean check-notebooks
 
