@@ -60,14 +60,18 @@ def cmd_index(args) -> int:
     embedder = get_embedder(args.embedder)
     with _catalog(args, create=False) as cat:
         cat.start_run("index", vars(args))
-        counts = pipeline.index_photos(cat, embedder, upsample=args.upsample, batch_size=args.batch,
-                                       progress=not args.quiet)
-        index, info = pipeline.build_index(cat, embedder.model_tag, n_trees=args.n_trees, progress=not args.quiet)
+        counts = pipeline.index_photos(cat, args.embedder if (args.scheduler or args.workers) else embedder,
+                                       upsample=args.upsample, batch_size=args.batch, progress=not args.quiet,
+                                       scheduler=args.scheduler, workers=args.workers)
+        index, info = pipeline.update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
+                                            backend=args.backend, progress=not args.quiet)
         counts["index"] = info
         cat.finish_run("ok", counts)
+        how = (f"rebuilt ({info.get('reason')})" if info["rebuilt"] else
+               f"kept, {info['buffer']} faces searched exactly until a rebuild at {info['rebuild_at']}")
         _say(args, f"indexed {counts.get('photos', 0)} photos ({counts.get('faces', 0)} new faces, "
                    f"{counts.get('vectors', 0)} new vectors); the index holds {len(index)} faces of "
-                   f"{embedder.model_tag}  ({cat.root / 'index'})")
+                   f"{embedder.model_tag}, segment {how}  ({cat.root / 'index'})")
     return 0
 
 
@@ -244,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--upsample", type=int, default=config.DEFAULT_UPSAMPLE, help="HOG upsampling (default: %(default)s)")
     index.add_argument("--batch", type=int, default=config.DEFAULT_BATCH, help="photos per batch (default: %(default)s)")
     index.add_argument("--n-trees", type=int, default=config.DEFAULT_N_TREES, help="Annoy trees (default: %(default)s)")
+    index.add_argument("--rebuild", action="store_true",
+                       help="rebuild the whole index (otherwise new faces are searched exactly until they pass "
+                            "10%% of the index, 1,000 to 50,000 faces)")
+    index.add_argument("--backend", choices=("annoy", "hnsw"), default=None,
+                       help="index backend for a rebuild (default: the saved index's, else annoy)")
+    index.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="run the stages on this Dask cluster (README: Running on a cluster)")
+    index.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run the stages on a local Dask cluster of N processes")
     index.set_defaults(func=cmd_index)
 
     search = sub.add_parser("search", help="find lookalikes of the faces in a photo", parents=[common])

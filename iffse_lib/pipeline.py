@@ -114,8 +114,17 @@ def process_photo(image: np.ndarray, upsample: int, times: StageTimes | None = N
 
 def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: int = config.DEFAULT_UPSAMPLE,
                  batch_size: int = config.DEFAULT_BATCH, progress: bool = True, limit: int | None = None,
-                 times: StageTimes | None = None) -> dict:
-    """Detect, align and embed every photo that still needs it; returns counts and stage times."""
+                 times: StageTimes | None = None, scheduler: str | None = None, workers: int | None = None) -> dict:
+    """Detect, align and embed every photo that still needs it; returns counts and stage times.
+
+    With ``scheduler`` (``tcp://HOST:PORT``) or ``workers`` (a local cluster of that many
+    processes) the stages run on Dask: see :func:`iffse_lib.distributed.index_photos_dask`.
+    """
+    if scheduler is not None or workers is not None:
+        from .distributed import index_photos_dask
+
+        return index_photos_dask(catalog, embedder, scheduler=scheduler, n_workers=workers, upsample=upsample,
+                                 batch_size=batch_size, progress=progress, limit=limit, times=times)
     embedder = embedder or get_embedder()
     times = times if times is not None else StageTimes()
     pending = catalog.query(_PENDING_SQL, (embedder.model_tag,))
@@ -185,26 +194,86 @@ def index_dir(catalog: Catalog) -> Path:
     return catalog.root / "index"
 
 
+def _current_vectors(catalog: Catalog, model_tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(face_ids, vector-file rows) of every face with a ``model_tag`` vector, by face id."""
+    rows = catalog.query("SELECT face_id, row FROM vectors WHERE model=? ORDER BY face_id", (model_tag,))
+    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64))
+
+
 def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
-                progress: bool = True) -> tuple[FaceIndex, dict]:
-    """Build and save the Annoy index over every vector of ``model_tag``."""
+                progress: bool = True, backend: str = "annoy") -> tuple[FaceIndex, dict]:
+    """Build and save a new index segment over every vector of ``model_tag`` (read from the memmap)."""
     model_tag = model_tag or get_embedder().model_tag
     t = time.perf_counter()
-    face_ids, vectors = catalog.vectors(model_tag)
+    face_ids, rows = _current_vectors(catalog, model_tag) if catalog.model_info(model_tag) else ([], [])
     if len(face_ids) == 0:
         raise IndexMissing(f"no vectors of model {model_tag!r} to index. Run `iffse index` after collecting photos.")
-    index = FaceIndex(model_tag, dim=vectors.shape[1], n_trees=n_trees)
-    index.add(face_ids, vectors)
+    memmap = catalog.vector_file(model_tag).array()
+    index = FaceIndex(model_tag, dim=memmap.shape[1], n_trees=n_trees, backend=backend)
+    step = 100_000  # copy the memmap a slice at a time, not the whole file
+    for start in tqdm(range(0, len(face_ids), step), desc="index build", unit="slice", disable=not progress):
+        sl = slice(start, start + step)
+        index.add(face_ids[sl], np.asarray(memmap[rows[sl]], dtype=np.float32), rows[sl])
     index.build()
     index.save(index_dir(catalog))
     catalog.set_meta("index_stale", "0")
     seconds = time.perf_counter() - t
-    return index, {"faces": len(face_ids), "n_trees": n_trees, "seconds": round(seconds, 3)}
+    return index, {"faces": len(face_ids), "n_trees": n_trees, "backend": backend, "rebuilt": True,
+                   "seconds": round(seconds, 3)}
 
 
-def load_index(catalog: Catalog, model_tag: str | None = None) -> FaceIndex:
-    """The saved index of ``model_tag``, checked against the catalogue."""
+def load_index(catalog: Catalog, model_tag: str | None = None, sync: bool = True) -> FaceIndex:
+    """The saved index of ``model_tag``, brought in line with the catalogue.
+
+    With ``sync`` (the default), faces embedded since the segment was built are searched exactly
+    from the catalogue's vector file and faces that left the catalogue are never returned;
+    without it, a segment that does not cover exactly the catalogue's faces raises IndexMismatch.
+    """
     model_tag = model_tag or get_embedder().model_tag
-    ids = np.array([r[0] for r in catalog.query(
-        "SELECT face_id FROM vectors WHERE model=? ORDER BY face_id", (model_tag,))], dtype=np.int64)
-    return FaceIndex.load(index_dir(catalog), model_tag, expect_face_ids=ids)
+    ids, rows = _current_vectors(catalog, model_tag)
+    if not sync:
+        return FaceIndex.load(index_dir(catalog), model_tag, expect_face_ids=ids)
+    index = FaceIndex.load(index_dir(catalog), model_tag)
+    if len(ids) or index.segment_size:
+        memmap = catalog.vector_file(model_tag).array() if len(ids) else None
+        index.sync(ids, rows, lambda _ids, want: np.asarray(memmap[want], dtype=np.float32))
+    return index
+
+
+def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
+                 rebuild: bool = False, backend: str | None = None,
+                 progress: bool = True) -> tuple[FaceIndex, dict]:
+    """Make every face of ``model_tag`` searchable, rebuilding only when needed.
+
+    The saved segment is kept, with the faces added since searched exactly (see
+    :mod:`iffse_lib.index`), unless ``rebuild`` is set, no usable segment exists, ``backend``
+    differs from the segment's, or the buffer plus removed faces pass
+    :func:`iffse_lib.index.rebuild_threshold` (10% of the segment, 1,000 to 50,000 faces).
+    """
+    from .errors import IffseError
+    from .index import rebuild_threshold
+
+    model_tag = model_tag or get_embedder().model_tag
+    t = time.perf_counter()
+    reason = "--rebuild" if rebuild else None
+    index = None
+    if reason is None:
+        try:
+            index = load_index(catalog, model_tag)
+        except IffseError as exc:
+            reason = f"no usable index ({exc.__class__.__name__})"
+    if index is not None and reason is None:
+        if backend is not None and index.backend != backend:
+            reason = f"backend {index.backend} -> {backend}"
+        elif index.needs_rebuild():
+            reason = (f"{len(index.buffer_ids)} new + {index.removed} removed faces > "
+                      f"{rebuild_threshold(index.segment_size)}")
+    if reason is not None:
+        backend = backend or (index.backend if index is not None else "annoy")
+        index, info = build_index(catalog, model_tag, n_trees=n_trees, progress=progress, backend=backend)
+        info["reason"] = reason
+        return index, info
+    catalog.set_meta("index_stale", "0")
+    return index, {"faces": len(index), "segment": index.segment_size, "buffer": len(index.buffer_ids),
+                   "removed": index.removed, "rebuilt": False, "backend": index.backend,
+                   "rebuild_at": rebuild_threshold(index.segment_size), "seconds": round(time.perf_counter() - t, 3)}

@@ -1,0 +1,281 @@
+"""The pipeline stages (load, detect, landmarks, align, embed) as tasks on a ``dask.distributed`` cluster.
+
+The client cuts the photos that still need work into batches and submits one task per batch;
+each task loads its photos from the shared data folder, detects faces and their landmarks (or
+takes the landmarks already stored), aligns and embeds them, and returns detections and vectors.
+Only the client writes the catalogue, batch by batch *in order*, with the same
+:meth:`~iffse_lib.catalog.Catalog.save_batch` as the one-process pipeline, so an interrupted run
+leaves a consistent catalogue and resumes where it stopped.
+
+Tasks are pure functions of their batch, so a worker that dies loses no work: the scheduler
+runs its tasks again elsewhere (``distributed.scheduler.allowed-failures`` times at most).
+Workers load the models once each (module-level caches in each worker process).
+
+>>> from iffse_lib import distributed, catalog
+>>> with distributed.dask_client() as client:                     # LocalCluster: one process per core
+...     distributed.index_photos_dask(catalog.Catalog("data"), client=client)
+>>> with distributed.dask_client("tcp://10.0.0.5:8786") as client:  # an existing cluster
+...     ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections import Counter
+from typing import Callable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import config
+from .catalog import Catalog
+from .embed import Embedder, get_embedder
+from .errors import BadImage, DependencyMissing, IffseError, ModelMismatch
+from .records import Detection
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise DependencyMissing("the Dask pipeline needs dask.distributed: pip install 'dask[distributed]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, n_workers: int | None = None, dashboard_address: str | None = ":8787",
+                progress: bool = True, out=sys.stderr) -> Iterator:
+    """A ``dask.distributed.Client``: on ``scheduler`` (``tcp://HOST:PORT``) when given, else on a
+    new ``LocalCluster`` of ``n_workers`` processes (default: one per CPU core) with one thread each.
+
+    Prints the dashboard link when there is one (``dashboard_address=None`` turns it off).
+    The local cluster is shut down on exit; an existing cluster is left running.
+    """
+    distributed = _distributed()
+    cluster = None
+    if scheduler is not None:
+        if n_workers is not None:
+            raise IffseError("--workers sizes a local cluster; with --scheduler the cluster's own workers run the "
+                             "tasks (start more with `dask worker SCHEDULER`)")
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise IffseError(f"cannot reach the Dask scheduler at {scheduler} ({exc}). Start one with "
+                             "`dask scheduler` and workers with `dask worker tcp://HOST:8786` (README: "
+                             "Running on a cluster).") from None
+    else:
+        n = (os.cpu_count() or 1) if n_workers is None else n_workers
+        if n < 1:
+            raise ValueError("n_workers must be >= 1")
+        dash = ({"dashboard_address": dashboard_address} if dashboard_address is not None
+                else {"scheduler_kwargs": {"dashboard": False}})
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, **dash)
+        client = distributed.Client(cluster)
+    try:
+        link = None
+        if dashboard_address is not None or scheduler is not None:
+            with contextlib.suppress(Exception):
+                link = client.dashboard_link if "dashboard" in client.scheduler_info().get("services", {}) else None
+        if progress and out is not None:
+            workers = len(client.scheduler_info().get("workers", {}))
+            print(f"dask: {workers} workers at {client.scheduler.address}"
+                  + (f"; dashboard {link}" if link else ""), file=out)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# -- on the workers ---------------------------------------------------------------------------
+
+def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], upsample: int,
+                  embedder: Embedder | str | None) -> dict:
+    """The stages for one batch, run on a worker.
+
+    ``items`` are ``(photo_id, absolute path, landmarks)``: ``landmarks`` None means detect the
+    photo; a list means the photo was detected before and these faces (by their index in
+    ``todo``) still need vectors. Returns detections, load errors, the vectors and, row by row,
+    the ``(photo_id, face index)`` each vector belongs to, plus per-stage milliseconds.
+    """
+    from . import faces, images
+    from .pipeline import StageTimes, process_photo
+
+    emb = _worker_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder
+    times = StageTimes()
+    detected: dict[int, list[Detection] | str] = {}
+    errors: list[tuple[int, str, str]] = []
+    chips: list[np.ndarray] = []
+    keys: list[tuple[int, int]] = []
+    n_faces = n_empty = 0
+    for photo_id, path, stored in items:
+        t = time.perf_counter()
+        try:
+            image = images.load_image(path)
+        except BadImage as exc:
+            errors.append((photo_id, exc.kind, str(exc)))
+            detected[photo_id] = exc.kind
+            continue
+        times.add("load", time.perf_counter() - t)
+        if stored is None:
+            found = process_photo(image, upsample, times)
+            detected[photo_id] = found
+            n_faces += len(found)
+            n_empty += not found
+            todo = [(d.landmarks, i) for i, d in enumerate(found)]
+        else:
+            todo = list(stored)
+        if todo:
+            t = time.perf_counter()
+            chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
+            times.add("align", time.perf_counter() - t)
+            keys += [(photo_id, i) for _, i in todo]
+    vectors = None
+    if chips:
+        t = time.perf_counter()
+        vectors = emb.embed(np.concatenate(chips))
+        dt = time.perf_counter() - t
+        times.add("embed", dt, per_item=False)
+        times.items["embed"].append(dt * 1000.0 / len(keys))
+    return {"detected": detected, "errors": errors, "vectors": vectors, "keys": keys, "model_tag": emb.model_tag,
+            "faces": n_faces, "photos_without_faces": n_empty, "photos": len(items),
+            "seconds": dict(times.seconds), "items": {k: list(v) for k, v in times.items.items()},
+            "worker_pid": os.getpid()}
+
+
+_EMBEDDERS: dict[str | None, Embedder] = {}
+
+
+def _worker_embedder(name: str | None) -> Embedder:
+    """One embedder per worker process and name (its model loads on first use, then stays)."""
+    if name not in _EMBEDDERS:
+        _EMBEDDERS[name] = get_embedder(name)
+    return _EMBEDDERS[name]
+
+
+# -- on the client ----------------------------------------------------------------------------
+
+def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, *, client=None,
+                      scheduler: str | None = None, n_workers: int | None = None,
+                      upsample: int = config.DEFAULT_UPSAMPLE, batch_size: int = config.DEFAULT_BATCH,
+                      progress: bool = True, limit: int | None = None, times=None,
+                      on_commit: Callable[[int, dict], None] | None = None, retries: int = 2) -> dict:
+    """:func:`iffse_lib.pipeline.index_photos` with the stages on a Dask cluster.
+
+    ``client`` (a ``dask.distributed.Client``) is used as it is; otherwise one is made with
+    :func:`dask_client` from ``scheduler`` / ``n_workers``. ``embedder`` is a name for
+    :func:`~iffse_lib.embed.get_embedder` (made once per worker) or an embedder instance
+    (pickled with each task, so it must load its weights lazily). ``on_commit(batch_number,
+    counts)`` is called after each batch is committed. Returns the same counts as ``index_photos``
+    plus ``workers``.
+    """
+    if client is None:
+        with dask_client(scheduler, n_workers, progress=progress) as own:
+            return index_photos_dask(catalog, embedder, client=own, upsample=upsample, batch_size=batch_size,
+                                     progress=progress, limit=limit, times=times, on_commit=on_commit,
+                                     retries=retries)
+    from .pipeline import _PENDING_SQL, StageTimes, detector_tag
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    spec = embedder
+    model_tag = (get_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder).model_tag
+    times = times if times is not None else StageTimes()
+    pending = catalog.query(_PENDING_SQL, (model_tag,))
+    if limit is not None:
+        pending = pending[:limit]
+    batches = []
+    for start in range(0, len(pending), batch_size):
+        items = []
+        for photo_id, rel, already in pending[start:start + batch_size]:
+            stored = None
+            if already:
+                have = {r[0] for r in catalog.query(
+                    "SELECT f.idx FROM faces f JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE f.photo_id=?",
+                    (model_tag, photo_id))}
+                stored = [(f.landmarks, i) for i, f in enumerate(catalog.faces_of_photo(photo_id)) if i not in have]
+            items.append((photo_id, str(catalog.root / rel), stored))
+        batches.append(items)
+
+    distributed = _distributed()
+    n_workers_now = max(1, len(client.scheduler_info().get("workers", {})))
+    window = 2 * n_workers_now + 2  # batches in flight: keeps every worker busy, bounds client memory
+    det_tag = detector_tag(upsample)
+    counts = Counter()
+    workers_seen: set[int] = set()
+    t_start = time.perf_counter()
+    bar = tqdm(total=len(pending), desc=f"index ({model_tag}, dask)", unit="photo", disable=not progress)
+    futures: dict = {}
+    done: dict[int, dict] = {}
+    next_submit = next_commit = 0
+    ac = distributed.as_completed()
+
+    def submit_more():
+        nonlocal next_submit
+        while next_submit < len(batches) and next_submit - next_commit < window:
+            fut = client.submit(process_batch, batches[next_submit], upsample, spec, pure=False, retries=retries,
+                                key=f"iffse-batch-{next_submit}-{os.getpid()}-{time.time_ns()}")
+            futures[fut.key] = (fut, next_submit)
+            ac.add(fut)
+            next_submit += 1
+
+    try:
+        submit_more()
+        for fut in ac:
+            _, number = futures.pop(fut.key)
+            result = fut.result()  # re-raises a task's error after its retries
+            fut.release()
+            if result["model_tag"] != model_tag:
+                raise ModelMismatch(f"the workers embed with {result['model_tag']!r}, the client expects "
+                                    f"{model_tag!r}: give workers the same environment (README: Running on a cluster)")
+            done[number] = result
+            while next_commit in done:
+                r = done.pop(next_commit)
+                _commit(catalog, det_tag, model_tag, r, times, counts)
+                workers_seen.add(r["worker_pid"])
+                bar.update(r["photos"])
+                bar.set_postfix(faces=counts["faces"], refresh=False)
+                if on_commit is not None:
+                    on_commit(next_commit, dict(counts))
+                next_commit += 1
+            submit_more()
+    finally:
+        bar.close()
+        for fut, _ in futures.values():  # an error or Ctrl-C: drop the batches still in flight
+            with contextlib.suppress(Exception):
+                fut.cancel()
+    elapsed = time.perf_counter() - t_start
+    out = dict(counts)
+    out["seconds"] = round(elapsed, 3)
+    out["photos_per_s"] = round(counts["photos"] / elapsed, 2) if elapsed > 0 and counts["photos"] else 0.0
+    out["stages"] = times.summary()
+    out["workers"] = n_workers_now
+    return out
+
+
+def _commit(catalog: Catalog, det_tag: str, model_tag: str, r: dict, times, counts: Counter) -> None:
+    for photo_id, kind, message in r["errors"]:
+        catalog.record_error("load", kind, message, photo_id=photo_id)
+    t = time.perf_counter()
+    catalog.save_batch(det_tag, r["detected"], model_tag, r["vectors"], r["keys"])
+    times.add("commit", time.perf_counter() - t, per_item=False)
+    for stage, secs in r["seconds"].items():
+        times.seconds[stage] += secs
+    for stage, ms in r["items"].items():
+        times.items[stage].extend(ms)
+    counts["photos"] += r["photos"]
+    counts["faces"] += r["faces"]
+    counts["photos_without_faces"] += r["photos_without_faces"]
+    counts["load_errors"] += len(r["errors"])
+    counts["vectors"] += len(r["keys"])
+
+
+def worker_pids(client) -> dict[str, int]:
+    """Worker address -> process id (for tests and for watching a cluster)."""
+    return client.run(os.getpid)
+
+
+__all__ = ["dask_client", "index_photos_dask", "process_batch", "worker_pids"]
