@@ -524,8 +524,7 @@ class DlibNet(nn.Module):
     ``forward`` takes (N, H, W, 3) uint8 RGB images (or floats on the same 0-255 scale) and does
     what dlib's input layer does: subtract the per-channel means stored in the file and divide by
     256. The normalisation runs in float32 whatever the parameters' dtype, then casts.
-    Set ``channels_last`` to keep the NHWC input's memory layout (for a model moved to
-    ``torch.channels_last``).
+    Set ``channels_last`` along with moving the module to ``torch.channels_last``.
     """
 
     def __init__(self, mean: tuple[float, float, float], input_size: tuple[int, int] | None,
@@ -542,10 +541,11 @@ class DlibNet(nn.Module):
         if self.input_size is not None and tuple(images.shape[1:3]) != self.input_size:
             raise ValueError(f"this network takes {self.input_size[0]}x{self.input_size[1]} "
                              f"images, got {images.shape[1]}x{images.shape[2]}")
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=images.device)
-        x = ((images.to(torch.float32) - mean) / 256.0).permute(0, 3, 1, 2)
-        if not self.channels_last:
-            x = x.contiguous()
+        # The means as Python floats: no host-to-device copy (which would wait for the GPU).
+        x = images.to(torch.float32)
+        x = torch.stack([x[..., c] - m for c, m in enumerate(self.mean)], dim=1) / 256.0
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = x.to(next(self.parameters()).dtype)
         tags = {}
         for layer in self.layers:

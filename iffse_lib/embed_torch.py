@@ -14,16 +14,20 @@ them:
   the tag :class:`~iffse_lib.embed.DlibEmbedder` uses. These vectors match dlib's
   ``compute_face_descriptor`` to within 1e-4 (``tests/test_dlibnet.py`` checks it on every face
   of ``../shared/data/faces``), far below the 0.6 same-person distance, so a catalogue embedded
-  with either embedder can be searched with the other.
-- bfloat16 and float16: ``dlib-resnet-v1+bf16`` and ``dlib-resnet-v1+fp16``. Half-precision
-  vectors differ from float32 ones by about 1e-2, so they get their own tags and never mix
-  silently with float32 vectors.
+  with either embedder can be searched with the other. On a GPU this means IEEE float32:
+  TensorFloat-32 is switched off while the embedder runs (PyTorch allows it for cuDNN
+  convolutions by default, and its 10-bit products move the vectors by about 1e-3).
+- ``tf32`` (float32 storage, TensorFloat-32 products on GPUs that have them),
+  bfloat16 and float16: ``dlib-resnet-v1+tf32``, ``dlib-resnet-v1+bf16`` and
+  ``dlib-resnet-v1+fp16``. These vectors differ from float32 ones by 1e-3 to 1e-2, so they get
+  their own tags and never mix silently with float32 vectors.
 
 Torch is imported when the work starts, not when this module is imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -33,13 +37,15 @@ from . import embed as _embed
 from .errors import DependencyMissing, IffseError
 from .models import model_path
 
-#: The tag of float32 vectors; half precision appends a suffix (see the module docstring).
+#: The tag of float32 vectors; other precisions append a suffix (see the module docstring).
 MODEL_TAG = "dlib-resnet-v1"
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32",
+_DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32", "tf32": "tf32",
            "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16", "half": "float16"}
-_TAG_SUFFIX = {"float32": "", "bfloat16": "+bf16", "float16": "+fp16"}
+_TAG_SUFFIX = {"float32": "", "tf32": "+tf32", "bfloat16": "+bf16", "float16": "+fp16"}
+#: The torch dtype of the parameters and activations for each precision.
+_STORAGE = {"float32": "float32", "tf32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 #: Chips per forward pass when ``batch_size`` is None: small batches stay in the CPU's caches
 #: (on this project's 2-core machine, batches of 32 ran about 1.5x faster than 256).
@@ -62,7 +68,7 @@ def _dtype_name(dtype) -> str:
     try:
         return _DTYPES[name]
     except KeyError:
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}") from None
+        raise ValueError(f"dtype must be float32, tf32, bfloat16 or float16, not {dtype!r}") from None
 
 
 class TorchEmbedder:
@@ -70,7 +76,8 @@ class TorchEmbedder:
 
     - ``device``: ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc.).
     - ``batch_size``: chips per forward pass; None picks 32 on a CPU and 256 on a GPU.
-    - ``dtype``: float32, bfloat16 or float16 (a ``torch.dtype`` or its name, or bf16/fp16).
+    - ``dtype``: float32, bfloat16 or float16 (a ``torch.dtype`` or its name, or bf16/fp16), or
+      ``"tf32"``: float32 with TensorFloat-32 convolutions and matrix products on a GPU.
     - ``channels_last``: NHWC memory layout; None uses it on a CPU, where it measured faster.
     - ``compile``: run the network through ``torch.compile`` (slow to start: minutes on a CPU;
       a short last batch is zero-padded so that one batch shape is ever compiled).
@@ -113,32 +120,75 @@ class TorchEmbedder:
         channels_last = (kind == "cpu") if self.channels_last is None else bool(self.channels_last)
         return torch, kind, batch, channels_last
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        """(N, 150, 150, 3) uint8 RGB chips -> (N, 128) float32 descriptors."""
-        chips = _embed._check_chips(chips)
+    def network(self):
+        """The torch module ``embed`` runs (built on first use, shared by embedders with the same
+        settings): (N, 150, 150, 3) uint8 tensors on the embedder's device -> (N, 128)."""
         torch, kind, batch, channels_last = self._settings()
-        if len(chips) == 0:
-            return np.zeros((0, self.dim), np.float32)
         path = str(model_path(config.FACE_RESNET_FILE))
-        net = _prepared_net(path, self.device, self.dtype, channels_last, self.compile)
+        return _prepared_net(path, self.device, _STORAGE[self.dtype], channels_last, self.compile)
+
+    def embed(self, chips) -> np.ndarray:
+        """(N, 150, 150, 3) uint8 RGB chips -> (N, 128) float32 descriptors.
+
+        ``chips`` is a numpy array, or a torch tensor on any device (chips made on the GPU stay
+        there)."""
+        torch, kind, batch, channels_last = self._settings()
+        images = _as_tensor(torch, chips)
+        if len(images) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        net = self.network()
+        out = []
+        with self._running(torch, kind), torch.inference_mode():
+            for start in range(0, len(images), batch):
+                part = images[start:start + batch]
+                if kind == "cuda" and part.device.type == "cpu":
+                    part = part.pin_memory()  # pinned: copied while the GPU works
+                part = part.to(self.device, non_blocking=True)
+                short = batch - len(part)
+                if self.compile and short:  # one shape only: no recompiling for the tail
+                    part = torch.cat([part, part.new_zeros((short,) + part.shape[1:])])
+                out.append(net(part)[:batch - short])
+            return torch.cat(out).float().cpu().numpy()
+
+    @contextlib.contextmanager
+    def _running(self, torch, kind: str):
+        """Thread count on the CPU; on a GPU, cuDNN autotuning, and TF32 off unless asked for.
+        Torch's global settings are restored afterwards."""
         threads = torch.get_num_threads()
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
+        cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+        conv = getattr(cudnn, "conv", None)
+        new_api = hasattr(conv, "fp32_precision")  # torch >= 2.9; mixing the two APIs raises
+        saved = ((conv.fp32_precision, matmul.fp32_precision) if new_api
+                 else (cudnn.allow_tf32, matmul.allow_tf32))
+        benchmark = cudnn.benchmark
         try:
-            with torch.inference_mode():
-                images = torch.from_numpy(np.ascontiguousarray(chips))
-                if kind == "cuda":  # pinned memory: asynchronous, faster host-to-GPU copies
-                    images = images.pin_memory()
-                out = []
-                for start in range(0, len(images), batch):
-                    part = images[start:start + batch].to(self.device, non_blocking=True)
-                    short = batch - len(part)
-                    if self.compile and short:  # one shape only: no recompiling for the tail
-                        part = torch.cat([part, part.new_zeros((short,) + part.shape[1:])])
-                    out.append(net(part)[:batch - short])
-                return torch.cat(out).float().cpu().numpy()
+            if kind == "cuda":
+                cudnn.benchmark = True
+                if new_api:
+                    conv.fp32_precision = matmul.fp32_precision = (
+                        "tf32" if self.dtype == "tf32" else "ieee")
+                else:
+                    cudnn.allow_tf32 = matmul.allow_tf32 = self.dtype == "tf32"
+            yield
         finally:
             torch.set_num_threads(threads)
+            cudnn.benchmark = benchmark
+            if new_api:
+                conv.fp32_precision, matmul.fp32_precision = saved
+            else:
+                cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+def _as_tensor(torch, chips):
+    if not isinstance(chips, torch.Tensor):
+        return torch.from_numpy(np.ascontiguousarray(_embed._check_chips(chips)))
+    size = config.CHIP_SIZE
+    if chips.ndim != 4 or tuple(chips.shape[1:]) != (size, size, 3) or chips.dtype != torch.uint8:
+        raise ValueError(f"expected chips of shape (N, {size}, {size}, 3) uint8, "
+                         f"got {tuple(chips.shape)} {chips.dtype}")
+    return chips
 
 
 @functools.cache

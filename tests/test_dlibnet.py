@@ -86,12 +86,16 @@ def test_network_as_built_matches_dlib(chips, dlib_vectors):
 
 
 def test_options_that_keep_float32(chips, torch_vectors):
-    """Layout, batch size and thread count change nothing beyond float rounding."""
+    """Layout, batch size, thread count and torch input change nothing beyond float rounding."""
     few = chips[:20]
     for embedder in (TorchEmbedder(channels_last=False, batch_size=7),
                      TorchEmbedder(channels_last=True, batch_size=64, num_threads=1)):
         assert embedder.model_tag == DlibEmbedder.model_tag
         assert np.abs(embedder.embed(few) - torch_vectors[:20]).max() <= 1e-5
+    threads = torch.get_num_threads()
+    out = TorchEmbedder(num_threads=1).embed(torch.from_numpy(few))
+    assert torch.get_num_threads() == threads
+    assert np.abs(out - torch_vectors[:20]).max() <= 1e-5
 
 
 def test_bfloat16_on_cpu_close_to_float32(chips, torch_vectors):
@@ -108,6 +112,7 @@ def test_model_tags():
     assert TorchEmbedder().model_tag == DlibEmbedder.model_tag == "dlib-resnet-v1"
     assert TorchEmbedder(dtype="bf16").model_tag == "dlib-resnet-v1+bf16"
     assert TorchEmbedder(dtype=torch.float16).model_tag == "dlib-resnet-v1+fp16"
+    assert TorchEmbedder(dtype="tf32").model_tag == "dlib-resnet-v1+tf32"
     with pytest.raises(ValueError, match="dtype"):
         TorchEmbedder(dtype="int8")
 
@@ -130,6 +135,20 @@ def test_input_checks():
 def test_cuda_without_a_gpu_says_so():
     with pytest.raises(IffseError, match="no CUDA GPU"):
         TorchEmbedder(device="cuda").embed(BLANK)
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9")
+def test_gpu_precision_settings_are_scoped():
+    """On a GPU, float32 runs with TF32 off (it would move the vectors by ~1e-3) and cuDNN
+    autotuning on; both go back to what they were. The settings exist without a GPU."""
+    cudnn, conv, matmul = torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (conv.fp32_precision, matmul.fp32_precision, cudnn.benchmark)
+    with TorchEmbedder(device="cuda")._running(torch, "cuda"):
+        assert (conv.fp32_precision, matmul.fp32_precision, cudnn.benchmark) == ("ieee", "ieee", True)
+    assert (conv.fp32_precision, matmul.fp32_precision, cudnn.benchmark) == before
+    with TorchEmbedder(device="cuda", dtype="tf32")._running(torch, "cuda"):
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+    assert (conv.fp32_precision, matmul.fp32_precision, cudnn.benchmark) == before
 
 
 def test_import_loads_neither_torch_nor_model():
