@@ -30,12 +30,15 @@ def roc_curve(result, title: str | None = None, log_fpr: bool = True):
     ax.plot([op_fpr], [op_tpr], "o", color="#D55E00", label=f"mean fold threshold {t:.3f}")
     if log_fpr:
         positive = fpr[fpr > 0]
+        xmin = max(positive.min() if len(positive) else 1e-4, 1e-5)
         ax.set_xscale("log")
-        ax.set_xlim(max(positive.min() if len(positive) else 1e-4, 1e-5), 1)
+        ax.set_xlim(xmin, 1)
+        # Zoom on the curve where it is drawn (TPR at the smallest false positive rate shown).
+        ax.set_ylim(max(0.0, min(0.8, float(np.interp(xmin, fpr, tpr))) - 0.02), 1.005)
     else:
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
         ax.set_xlim(0, 1)
-    ax.set_ylim(min(0.8, float(tpr.min())), 1.001)
+        ax.set_ylim(0, 1.005)
     ax.set_xlabel("false positive rate (different people called same)")
     ax.set_ylabel("true positive rate")
     ax.legend(loc="lower right", fontsize=8)

@@ -18,13 +18,13 @@ from iffse_lib.records import Box
 
 # Floors measured on ../shared with dlib's face ResNet (figures in the README's "Evaluation"),
 # set a little under the measurement so that a real regression fails and numeric noise does not.
-FLOOR_LFW_ACCURACY = 0.97
-FLOOR_LFW_AUC = 0.99
-FLOOR_FALLBACK_ACCURACY = 0.8
-FLOOR_PEOPLE_MAP = 0.9
-FLOOR_LFW_P1 = 0.9
-FLOOR_LFW_P5 = 0.8
-FLOOR_LFW_MAP = 0.8
+FLOOR_LFW_ACCURACY = 0.99       # measured 99.54% +- 0.08% on the subset's 75,080 pairs (dlib: 99.38% on LFW)
+FLOOR_LFW_AUC = 0.999           # measured 0.99984
+FLOOR_FALLBACK_ACCURACY = 0.96  # measured 98.3% on the 715 pairs with one of the 12 fallback photos
+FLOOR_PEOPLE_MAP = 0.98         # measured 1.0: every query ranks all its identity's faces first
+FLOOR_LFW_P1 = 0.96             # measured 0.9769 (exact and index)
+FLOOR_LFW_P5 = 0.72             # measured 0.7423 of a ceiling of 0.7578
+FLOOR_LFW_MAP = 0.95            # measured 0.9651 (index 0.9646)
 
 
 # -- the protocol on hand-made numbers -------------------------------------------------------------
@@ -89,7 +89,9 @@ def test_central_index_picks_the_face_nearest_the_centre():
     boxes = [Box(0, 0, 120, 120), Box(100, 90, 150, 150), Box(200, 200, 250, 250)]
     assert ev.central_index(boxes, 250, 250) == 1
     assert ev.central_index([], 250, 250) == -1
-    assert ev.fallback_box(250, 250) == Box(69, 74, 181, 186)
+    assert ev.subject_index(boxes, 250, 250) == 1
+    assert ev.subject_index([Box(16, 146, 107, 237)], 250, 250) == -1  # a bystander only
+    assert ev.fallback_box(250, 250) == Box(67, 80, 176, 188)
 
 
 # -- pairs files ---------------------------------------------------------------------------------
@@ -185,7 +187,11 @@ def test_lfw_pairs_on_the_subset(lfw_result, lfw_catalog):
     expected_no_face = _no_face_files(lfw_catalog) & in_pairs
     assert expected_no_face, "the subset should exercise the fallback"
     assert set(lfw_result.photos.no_face) == expected_no_face
-    assert d["photos_from_catalogue"] == d["photos"] - d["photos_no_face"]
+    # HOG misses Colin Powell in his photo 206 and finds only the bystander at the lower left:
+    # that photo is aligned from the central box too, not from the bystander.
+    assert lfw_result.photos.off_centre == ["Colin_Powell_0206.jpg"]
+    assert d["photos_fallback"] == d["photos_no_face"] + 1
+    assert d["photos_from_catalogue"] == d["photos"] - d["photos_fallback"]
     assert lfw_result.pairs["distance"].notna().all() and len(lfw_result.pairs) == 75080
     # Floors (measured: see the README's "Evaluation"). Chance is 50%.
     assert d["accuracy_mean"] >= FLOOR_LFW_ACCURACY
@@ -199,9 +205,32 @@ def test_lfw_pairs_on_the_subset(lfw_result, lfw_catalog):
 def test_fallback_photos_still_match_their_person(lfw_result):
     """Pairs that involve a photo aligned from the central box are still mostly right."""
     report = ev.fallback_report(lfw_result)
-    assert report.loc["with a no-face photo", "pairs"] > 100
-    assert report.loc["with a no-face photo", "accuracy"] >= FLOOR_FALLBACK_ACCURACY
-    assert report.loc["with a no-face photo", "same_mean_distance"] < 0.6
+    fb = report.loc["with a fallback photo"]
+    assert fb["pairs"] > 500 and fb["same"] > 100
+    assert fb["accuracy"] >= FLOOR_FALLBACK_ACCURACY
+    assert fb["same_mean_distance"] < fb["different_mean_distance"] - 0.1
+
+
+def test_fallback_box_reproduces_the_detected_alignment(lfw_catalog):
+    """On photos where detection succeeds, landmarks from the fixed box give nearly the vectors
+    of the detected face (measured: median 0.00, 90th percentile 0.06 on 150 photos; the whole
+    photo as the box gives 0.71)."""
+    from iffse_lib import faces, images
+    from iffse_lib.embed import get_embedder
+
+    embedder = get_embedder()
+    known = ev._catalog_lfw_photos(lfw_catalog, embedder.model_tag)
+    files = sorted(f for f, v in known.items() if v["face_id"] is not None and v["n_faces"] == 1)
+    files = [files[i] for i in np.random.default_rng(1).choice(len(files), 24, replace=False)]
+    _, ref = lfw_catalog.vectors(embedder.model_tag, [known[f]["face_id"] for f in files])  # ordered by face id
+    ref = ref[np.argsort(np.argsort([known[f]["face_id"] for f in files]))]
+    chips = []
+    for f in files:
+        image = images.load_image(known[f]["path"])
+        box = ev.fallback_box(image.shape[1], image.shape[0])
+        chips.append(faces.face_chips(image, [faces.landmarks_for_box(image, box)])[0])
+    d = np.linalg.norm(embedder.embed(np.stack(chips)) - ref, axis=1)
+    assert np.median(d) < 0.05 and np.percentile(d, 75) < 0.1
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +238,7 @@ def small_pairs(lfw_result, lfw_catalog, tmp_path_factory):
     """40 pairs (10 folds x 2 same + 2 different) from the subset's pairs, including the no-face
     photos' pairs first so that the standalone path meets the fallback too."""
     p = lfw_result.pairs
-    fb = set(lfw_result.photos.no_face)
+    fb = set(lfw_result.photos.fallback)
     rows = []
     for same in (True, False):
         part = p[p["same"] == same]
@@ -228,7 +257,7 @@ def test_standalone_lfw_pairs_computes_what_the_catalogue_holds(small_pairs, lfw
     info = res.photos.info
     assert len(res.pairs) == 40 and res.folds.accuracies.shape == (10,)
     assert (info["how"] != "catalogue").all()
-    assert 0 < len(res.photos.no_face) and set(res.photos.no_face) <= set(lfw_result.photos.no_face)
+    assert 0 < len(res.photos.fallback) and set(res.photos.fallback) <= set(lfw_result.photos.fallback)
     # Detected here or read from the catalogue: the same vectors (the same pipeline, twice).
     for f in info.index:
         np.testing.assert_allclose(res.photos.vectors[f], lfw_result.photos.vectors[f], atol=1e-5)
@@ -243,7 +272,7 @@ def test_cli_lfw_pairs_with_a_catalogue(small_pairs, lfw_dir, lfw_catalog, capsy
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert out["pairs"] == 40 and out["folds"] == 10 and len(out["thresholds"]) == 10
-    assert out["photos_no_face"] > 0 and out["photos_from_catalogue"] == out["photos"] - out["photos_no_face"]
+    assert out["photos_fallback"] > 0 and out["photos_from_catalogue"] == out["photos"] - out["photos_fallback"]
     assert out["accuracy_mean"] >= 0.9
     # Without --lfw-dir or --data there is nothing to read the photos from.
     rc = main(["evaluate", "lfw-pairs", "--pairs", str(small_pairs), "-q"])
@@ -258,7 +287,9 @@ def test_retrieval_on_the_people_folder(people_catalog, capsys):
     # 76 faces of 18 identities with a partner (SOURCES.md); one photo of deepface_person10 has
     # a bystander, unlabelled.
     assert res.counts["queries"] == 76 and res.counts["identities"] == 18
+    assert res.counts["unlabelled_faces"] == 1
     assert t.loc["precision@1", "exact"] == 1.0
+    assert t.loc["precision@5", "exact"] >= res.counts["precision@5_ceiling"] - 0.02
     assert t.loc["mAP@100", "exact"] >= FLOOR_PEOPLE_MAP
     assert res.index_recall >= 0.99
     pd.testing.assert_series_equal(t["index"], t["exact"], check_names=False, atol=0.02)
@@ -272,10 +303,30 @@ def test_retrieval_on_the_people_folder(people_catalog, capsys):
 def test_retrieval_on_lfw(lfw_catalog):
     res = ev.evaluate_retrieval(lfw_catalog, progress=False)
     t = res.table
-    assert res.counts["queries"] > 1400
+    assert res.counts["queries"] > 1650 and res.counts["unlabelled_faces"] > 100  # bystanders
     assert t.loc["precision@1", "exact"] >= FLOOR_LFW_P1
     assert t.loc["precision@5", "exact"] >= FLOOR_LFW_P5
     assert t.loc["mAP@100", "exact"] >= FLOOR_LFW_MAP
     # The index finds nearly what exact search finds, so its figures are nearly the same.
-    assert res.index_recall >= 0.95
+    assert res.index_recall >= 0.94  # measured 0.9633 (Annoy, 50 trees, search_k = 50 x 101)
     assert (t["exact"] - t["index"]).abs().max() <= 0.02
+
+
+# -- notebook 06 ------------------------------------------------------------------------------------
+
+def test_notebook_06_runs_on_the_lfw_catalogue(lfw_catalog, lfw_dir, small_pairs, tmp_path):
+    import papermill
+    from pathlib import Path
+
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "06-evaluate.ipynb"
+    out = tmp_path / "evaluation"
+    papermill.execute_notebook(str(nb), str(tmp_path / "06.ipynb"), kernel_name="python3", progress_bar=False,
+                               cwd=str(nb.parent), parameters={
+                                   "DATA_DIR": str(lfw_catalog.root), "LFW_DIR": str(lfw_dir),
+                                   "PAIRS_FILE": str(small_pairs), "OUT_DIR": str(out), "N_WORST": 4})
+    result = json.loads((out / "lfw-pairs.json").read_text())
+    assert result["pairs"] == 40 and result["accuracy_mean"] >= 0.9
+    retrieval = json.loads((out / "retrieval.json").read_text())
+    assert retrieval["exact"]["precision@1"] >= FLOOR_LFW_P1
+    for name in ("06-roc", "06-distances", "06-folds", "06-false-matches", "06-misses", "06-retrieval"):
+        assert (out / f"{name}.png").stat().st_size > 3000  # a real PNG (a grid with no pairs says "none")
