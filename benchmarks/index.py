@@ -40,8 +40,9 @@ from iffse_lib.index import FaceIndex, exact_search
 DIM = 128
 #: Measured on the LFW subset (../shared/data/lfw, 2,515 photos, dlib-resnet-v1) with --data:
 #: mean squared same-person and different-person distances, and the power-law exponents of the
-#: within- and between-person covariance spectra (eigenvalue k ~ k ** -alpha).
-CALIBRATION = {"same_d2": 0.2209, "diff_d2": 0.8649, "alpha_within": 0.9, "alpha_between": 1.1}
+#: within- and between-person covariance spectra (eigenvalue k ~ k ** -alpha), and the per-photo
+#: spread (log-normal sigma) whose same-person distance spread matches LFW's.
+CALIBRATION = {"same_d2": 0.2229, "diff_d2": 0.6916, "alpha_within": 0.58, "alpha_between": 0.87, "photo_sigma": 0.4}
 
 
 # -- calibration -----------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def print_row(r: dict) -> None:
 
 
 def bench(n: int, cal: dict, n_queries: int, trees: list[int], hnsw_efc: list[int], tmp: Path,
-          k: int = 10) -> list[dict]:
+          hnsw_m: int = 16, hnsw_ef: tuple[int, ...] = (16, 32, 64, 128, 256), k: int = 10) -> list[dict]:
     gen = FaceLikeGenerator(cal, seed=n)
     t = time.perf_counter()
     vectors, labels, queries, q_labels = gen.dataset(n, n_queries)
@@ -258,8 +259,9 @@ def bench(n: int, cal: dict, n_queries: int, trees: list[int], hnsw_efc: list[in
         rows += run_one(f"annoy n_trees={nt}", FaceIndex("bench", DIM, n_trees=nt), vectors, tmp, queries, truth,
                         labels, q_labels, k, settings)
     for efc in hnsw_efc:
-        settings = [{"label": f"ef={ef}", "search_k": ef} for ef in (16, 32, 64, 128)]
-        rows += run_one(f"hnsw M=16 efC={efc}", FaceIndex("bench", DIM, backend="hnsw", hnsw_ef_construction=efc),
+        settings = [{"label": f"ef={ef}", "search_k": ef} for ef in hnsw_ef]
+        rows += run_one(f"hnsw M={hnsw_m} efC={efc}",
+                        FaceIndex("bench", DIM, backend="hnsw", hnsw_m=hnsw_m, hnsw_ef_construction=efc),
                         vectors, tmp, queries, truth, labels, q_labels, k, settings)
     for r in rows:
         r["n"] = n
@@ -279,9 +281,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--trees", type=int, nargs="+", default=[10, 50, 100])
+    ap.add_argument("--trees", type=int, nargs="*", default=[10, 50, 100], help="Annoy n_trees (none: skip Annoy)")
     ap.add_argument("--hnsw-efc", type=int, nargs="*", default=[100],
                     help="hnswlib ef_construction values to build with (none: skip hnswlib)")
+    ap.add_argument("--hnsw-m", type=int, default=16, help="hnswlib links per node")
+    ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="hnswlib ef at query time")
     ap.add_argument("--data", type=Path, default=None, help="a catalogue of the LFW subset to calibrate from")
     ap.add_argument("--model", default="dlib-resnet-v1")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -304,7 +308,7 @@ def main() -> None:
     rows = []
     try:
         for n in args.n:
-            rows += bench(n, cal, args.queries, args.trees, args.hnsw_efc, tmp)
+            rows += bench(n, cal, args.queries, args.trees, args.hnsw_efc, tmp, args.hnsw_m, tuple(args.hnsw_ef))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

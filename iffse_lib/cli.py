@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rebuild the whole index (otherwise new faces are searched exactly until they pass "
                             "10%% of the index, 1,000 to 50,000 faces)")
     index.add_argument("--backend", choices=("annoy", "hnsw"), default=None,
-                       help="index backend for a rebuild (default: the saved index's, else annoy)")
+                       help="index backend for a rebuild (default: annoy below 100,000 faces, hnsw from there on)")
     index.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                        help="run the stages on this Dask cluster (README: Running on a cluster)")
     index.add_argument("--workers", type=int, default=None, metavar="N",

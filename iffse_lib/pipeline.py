@@ -201,14 +201,20 @@ def _current_vectors(catalog: Catalog, model_tag: str) -> tuple[np.ndarray, np.n
 
 
 def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
-                progress: bool = True, backend: str = "annoy") -> tuple[FaceIndex, dict]:
-    """Build and save a new index segment over every vector of ``model_tag`` (read from the memmap)."""
+                progress: bool = True, backend: str | None = None) -> tuple[FaceIndex, dict]:
+    """Build and save a new index segment over every vector of ``model_tag`` (read from the memmap).
+
+    ``backend`` None: Annoy below ``index.HNSW_FROM`` faces, hnswlib from there on (``index.default_backend``).
+    """
+    from .index import default_backend
+
     model_tag = model_tag or get_embedder().model_tag
     t = time.perf_counter()
     face_ids, rows = _current_vectors(catalog, model_tag) if catalog.model_info(model_tag) else ([], [])
     if len(face_ids) == 0:
         raise IndexMissing(f"no vectors of model {model_tag!r} to index. Run `iffse index` after collecting photos.")
     memmap = catalog.vector_file(model_tag).array()
+    backend = backend or default_backend(len(face_ids))
     index = FaceIndex(model_tag, dim=memmap.shape[1], n_trees=n_trees, backend=backend)
     step = 100_000  # copy the memmap a slice at a time, not the whole file
     for start in tqdm(range(0, len(face_ids), step), desc="index build", unit="slice", disable=not progress):
@@ -269,7 +275,6 @@ def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = 
             reason = (f"{len(index.buffer_ids)} new + {index.removed} removed faces > "
                       f"{rebuild_threshold(index.segment_size)}")
     if reason is not None:
-        backend = backend or (index.backend if index is not None else "annoy")
         index, info = build_index(catalog, model_tag, n_trees=n_trees, progress=progress, backend=backend)
         info["reason"] = reason
         return index, info

@@ -218,7 +218,7 @@ def index_recall(index, face_ids: np.ndarray, vectors: np.ndarray, k: int = 10,
 
     Queries are ``n_queries`` catalogued vectors chosen at random; recall is the share of the exact
     k nearest faces that the index returns, averaged over queries, for each ``search_k``
-    (-1: Annoy's default of n_trees * k). Returns a DataFrame with the query time per query.
+    (-1: the index's default, ``FaceIndex.effective_search_k``). Returns a DataFrame with the query time per query.
     """
     import pandas as pd
 
@@ -238,7 +238,7 @@ def index_recall(index, face_ids: np.ndarray, vectors: np.ndarray, k: int = 10,
         got, _ = index.query(vectors[q], k, search_k=sk)
         ms = (time.perf_counter() - t) * 1000 / len(q)
         hits = [len(set(g[g >= 0]) & set(tr[tr >= 0])) / max((tr >= 0).sum(), 1) for g, tr in zip(got, truth)]
-        rows.append({"search_k": sk if sk > 0 else index.n_trees * k, "k": k, "recall": float(np.mean(hits)),
+        rows.append({"search_k": index.effective_search_k(k, sk), "k": k, "recall": float(np.mean(hits)),
                      "ms_per_query": ms, "exact_ms_per_query": exact_ms, "queries": len(q)})
     return pd.DataFrame(rows)
 

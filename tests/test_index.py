@@ -13,7 +13,7 @@ import pytest
 from iffse_lib import pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.errors import IndexMismatch, IndexMissing, ModelMismatch
-from iffse_lib.index import FaceIndex, exact_search, rebuild_threshold
+from iffse_lib.index import FaceIndex, default_backend, exact_search, rebuild_threshold
 
 MODEL = "dlib-resnet-v1"
 
@@ -132,10 +132,11 @@ def test_growing_index_finds_new_faces_and_never_returns_removed_ones(lfw_catalo
     cat.close()
 
 
-def test_reused_face_id_with_a_new_vector_is_a_new_face():
+@pytest.mark.parametrize("backend", ["annoy", "hnsw"])
+def test_reused_face_id_with_a_new_vector_is_a_new_face(backend):
     rng = np.random.default_rng(1)
     vecs = rng.normal(size=(50, 8)).astype(np.float32)
-    index = FaceIndex("m", dim=8, n_trees=5)
+    index = FaceIndex("m", dim=8, n_trees=5, backend=backend)
     index.add(np.arange(50), vecs, rows=np.arange(50))
     index.build()
     moved = rng.normal(size=(1, 8)).astype(np.float32) + 10
@@ -147,11 +148,17 @@ def test_reused_face_id_with_a_new_vector_is_a_new_face():
     assert got[0, 0] == 49 and d[0, 0] < 1e-4
     got, _ = index.query(vecs[49], k=3)
     assert 49 not in got  # the old vector of face 49 is gone
+    # masking many segment items still returns k live faces, nearest first
+    index.remove(np.arange(40))
+    got, d = index.query(vecs[45], k=5)
+    assert got[0].tolist() == (exact_search(vecs[45], vecs[40:49], 5)[0][0] + 40).tolist()
+    assert (np.diff(d[0]) >= 0).all()
 
 
 def test_rebuild_threshold_and_buffer_growth():
     assert rebuild_threshold(100) == 1_000 and rebuild_threshold(100_000) == 10_000
     assert rebuild_threshold(10_000_000) == 50_000
+    assert default_backend(2_500) == "annoy" and default_backend(1_000_000) == "hnsw"
     rng = np.random.default_rng(2)
     index = FaceIndex("m", dim=4, n_trees=2)
     index.add(np.arange(100), rng.normal(size=(100, 4)))
