@@ -207,8 +207,33 @@ def _input_rgb_image_sized(s: _Stream, kind: str) -> dict[str, Any]:
     return d
 
 
+def _input_rgb_image_pyramid(s: _Stream, kind: str) -> dict[str, Any]:
+    d = s.reals("avg_red", "avg_green", "avg_blue")
+    if kind == "input_rgb_image_pyramid2":
+        d["pyramid_padding"] = s.integer("pyramid_padding")
+        d["pyramid_outer_padding"] = s.integer("pyramid_outer_padding")
+    else:  # dlib's defaults, which the first version did not store
+        d["pyramid_padding"], d["pyramid_outer_padding"] = 10, 11
+    return d
+
+
 def _loss_metric(s: _Stream, kind: str) -> dict[str, Any]:
     return s.reals("margin", "dist_thresh")
+
+
+def _loss_mmod(s: _Stream, kind: str) -> dict[str, Any]:
+    """mmod_options (dlib/dnn/loss.h); version 1 holds one detector window and no labels."""
+    at = s.pos
+    version = s.integer("the mmod_options version", signed=True)
+    if version != 1:
+        raise s.corrupt(f"mmod_options version {version}; this reader knows version 1 "
+                        "(one detector window, as in mmod_human_face_detector.dat)", at)
+    d = {"window_width": s.integer("detector window width"),
+         "window_height": s.integer("detector window height")}
+    d.update(s.reals("loss_per_false_alarm", "loss_per_missed_target",
+                     "truth_match_iou_threshold", "nms_iou_thresh", "nms_percent_covered_thresh",
+                     "ignore_iou_thresh", "ignore_percent_covered_thresh"))
+    return d
 
 
 #: type string -> (our kind, details reader)
@@ -221,8 +246,12 @@ _LAYER_READERS = {
     "max_pool_2": ("max_pool", _pool), "avg_pool_2": ("avg_pool", _pool),
     "add_prev_": ("add_prev", _nothing),
 }
-_INPUT_READERS = {"input_rgb_image_sized": ("input", _input_rgb_image_sized)}
-_LOSS_READERS = {"loss_metric_2": ("loss", _loss_metric)}
+_INPUT_READERS = {
+    "input_rgb_image_sized": ("input", _input_rgb_image_sized),
+    "input_rgb_image_pyramid": ("input", _input_rgb_image_pyramid),
+    "input_rgb_image_pyramid2": ("input", _input_rgb_image_pyramid),
+}
+_LOSS_READERS = {"loss_metric_2": ("loss", _loss_metric), "loss_mmod_": ("loss", _loss_mmod)}
 
 
 @dataclass(frozen=True)
@@ -383,6 +412,20 @@ def _face_resnet_definition() -> list[tuple]:
     ]
 
 
+def _mmod_definition() -> list[tuple]:
+    """dlib/examples/dnn_mmod_face_detection_ex.cpp, ``net_type``:
+    loss_mmod<con<1,9,9,1,1,rcon5<rcon5<rcon5<downsampler<input_rgb_image_pyramid<pyramid_down<6>>>>>>>>
+    """
+    def rcon5():  # relu<affine<con5<45,SUBNET>>>
+        return [_RELU, _AFFINE, _con_def(45, 5, 1)]
+
+    def downsampler():  # relu<affine<con5d<32, relu<affine<con5d<32, relu<affine<con5d<16,S>>>>>>>>>
+        return [_RELU, _AFFINE, _con_def(32, 5, 2), _RELU, _AFFINE, _con_def(32, 5, 2),
+                _RELU, _AFFINE, _con_def(16, 5, 2)]
+
+    return [_con_def(1, 9, 1), *rcon5(), *rcon5(), *rcon5(), *downsampler(), ("input", {})]
+
+
 def _check(dnn: DnnFile, definition: list[tuple], loss_types: tuple[str, ...]) -> list[tuple]:
     """Match a parsed file against a definition; return [(kind, settings, layer)] output first."""
     path = dnn.path
@@ -522,9 +565,10 @@ class DlibNet(nn.Module):
     """A dlib network as a PyTorch module, layers from the input to the output.
 
     ``forward`` takes (N, H, W, 3) uint8 RGB images (or floats on the same 0-255 scale) and does
-    what dlib's input layer does: subtract the per-channel means stored in the file and divide by
-    256. The normalisation runs in float32 whatever the parameters' dtype, then casts.
-    Set ``channels_last`` along with moving the module to ``torch.channels_last``.
+    what dlib's ``input_rgb_image_sized`` does (``normalize``): subtract the per-channel means
+    stored in the file and divide by 256, in float32 whatever the parameters' dtype; then runs
+    the layers (``body``). Set ``channels_last`` along with moving the module to
+    ``torch.channels_last``.
     """
 
     def __init__(self, mean: tuple[float, float, float], input_size: tuple[int, int] | None,
@@ -536,6 +580,10 @@ class DlibNet(nn.Module):
         self.channels_last = False
 
     def forward(self, images):
+        return self.body(self.normalize(images))
+
+    def normalize(self, images):
+        """(N, H, W, 3) 0-255 RGB -> (N, 3, H, W) (rgb - mean) / 256 in the parameters' dtype."""
         if images.ndim != 4 or images.shape[3] != 3:
             raise ValueError(f"expected (N, H, W, 3) RGB images, got shape {tuple(images.shape)}")
         if self.input_size is not None and tuple(images.shape[1:3]) != self.input_size:
@@ -546,7 +594,11 @@ class DlibNet(nn.Module):
         x = torch.stack([x[..., c] - m for c, m in enumerate(self.mean)], dim=1) / 256.0
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = x.to(next(self.parameters()).dtype)
+        return x.to(next(self.parameters()).dtype)
+
+    def body(self, x):
+        """The layers after the input layer, on an (N, 3, H, W) tensor made as dlib's input
+        layer makes it."""
         tags = {}
         for layer in self.layers:
             if isinstance(layer, _Marker):
@@ -603,7 +655,7 @@ def _to_module(kind: str, settings: dict[str, Any], layer: DnnLayer) -> nn.Modul
             g = gamma / np.sqrt(f["running_variances"].reshape(-1) + np.float32(f["eps"]))
             beta = beta - g * f["running_means"].reshape(-1)
             gamma = g
-        if f["disabled"]:
+        if f.get("disabled"):
             return nn.Identity()
         # CONV_MODE (0): one gamma per channel; FC_MODE (1): one per element (k, nr, nc).
         view = (1, shape[1], 1, 1) if f["mode"] == 0 else (1,) + tuple(shape[1:])
@@ -672,3 +724,39 @@ def fold_affine(net: DlibNet) -> DlibNet:
         new.append(layer)
     net.layers = nn.ModuleList(new)
     return net
+
+
+@dataclass(frozen=True)
+class MMODOptions:
+    """What the CNN face detector's file says beyond its layers (loss_mmod_, the input pyramid)."""
+
+    window: tuple[int, int]  # detector window (width, height) in pyramid pixels
+    nms_iou_thresh: float
+    nms_percent_covered_thresh: float
+    pyramid_padding: int
+    pyramid_outer_padding: int
+    stride: int  # output position (c, r) -> input tensor point (stride*c + offset, ...)
+    offset: int
+
+
+def build_mmod_detector(path: str | os.PathLike | None = None) -> tuple[DlibNet, MMODOptions]:
+    """dlib's CNN face detector (``mmod_human_face_detector.dat``, default: models/): the network
+    as a float32 CPU module (``body`` takes the tiled pyramid tensor) and its options."""
+    if path is None:
+        path = config.MODELS_DIR / config.CNN_DETECTOR_FILE
+    dnn = read_dnn(path)
+    net = _build(dnn, _mmod_definition(), ("loss_mmod_",))
+    loss, inp = dnn.loss.fields, dnn.layers[-1].fields
+    # dlib's output_tensor_to_input_tensor: each conv maps p -> p*stride - padding + size/2.
+    stride, offset = 1, 0
+    for layer in dnn.layers[:-1]:  # from the output inwards
+        if layer.kind == "con":
+            f = layer.fields
+            stride, offset = stride * f["stride_x"], offset * f["stride_x"] - f["padding_x"] + f["nc"] // 2
+    options = MMODOptions(
+        window=(loss["window_width"], loss["window_height"]),
+        nms_iou_thresh=loss["nms_iou_thresh"],
+        nms_percent_covered_thresh=loss["nms_percent_covered_thresh"],
+        pyramid_padding=inp["pyramid_padding"], pyramid_outer_padding=inp["pyramid_outer_padding"],
+        stride=stride, offset=offset)
+    return net, options

@@ -1,0 +1,92 @@
+"""dlib's CNN face detector in PyTorch (iffse_lib.cnn_detector) against dlib's own.
+
+dlib's CNN detector costs seconds of CPU a photo here, so a few small photos only: one, two and
+three faces, and one where dlib's CNN finds none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iffse_lib import config, images
+
+dlib = pytest.importorskip("dlib")
+pytest.importorskip("torch")
+
+from iffse_lib import cnn_detector, dlibnet  # noqa: E402
+
+FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
+PHOTOS = [
+    "tilted/lfw_Hugo_Chavez_0006.jpg",
+    "people/deepface_person13/deepface_img25.jpg",
+    "multi/2008_001009.jpg",
+    "multi/2008_001322.jpg",
+    "multi/2008_002470.jpg",
+]
+
+
+def _iou(a, b) -> float:
+    """Intersection over union of inclusive (left, top, right, bottom) rectangles."""
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inner = max(0, w) * max(0, h)
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return inner / (area(a) + area(b) - inner)
+
+
+@pytest.fixture(scope="module")
+def dlib_cnn():
+    return dlib.cnn_face_detection_model_v1(str(config.MODELS_DIR / config.CNN_DETECTOR_FILE))
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_same_detections_as_dlib(name, dlib_cnn):
+    if not (FACES / name).exists():
+        pytest.skip(f"{FACES / name} not found")
+    image = images.load_image(FACES / name)
+    theirs = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence)
+              for d in dlib_cnn(image, 0)]
+    ours = cnn_detector.detect_rects(image)
+    print(f"\n{name}: dlib {theirs}\n{' ' * len(name)}  torch {ours}")
+    assert len(ours) == len(theirs)
+    for rect in theirs:
+        best = max(ours, key=lambda o: _iou(o[:4], rect[:4]))
+        assert _iou(best[:4], rect[:4]) >= 0.9
+        assert abs(best[4] - rect[4]) <= 0.01
+
+
+def test_options_read_from_the_file():
+    net, options = dlibnet.build_mmod_detector()
+    assert options.window == (80, 80)
+    assert (options.stride, options.offset) == (8, 14)  # three stride-2 5x5 convolutions
+    assert (options.pyramid_padding, options.pyramid_outer_padding) == (10, 11)
+    assert 0.3 < options.nms_iou_thresh < 0.4 and options.nms_percent_covered_thresh == 1.0
+    assert net.mean == pytest.approx((122.782, 117.001, 104.298), abs=1e-4)
+
+
+def test_pyramid_layout():
+    """The first level at the outer padding, every level 5/6 of the one before, none overlapping."""
+    rects, rows, cols = cnn_detector._pyramid_rects(375, 500, 10, 11)
+    assert rects[0] == (11, 11, 510, 385) and cols == 500 + 22
+    for (l0, t0, r0, b0), (l1, t1, r1, b1) in zip(rects, rects[1:]):
+        assert (r1 - l1 + 1, b1 - t1 + 1) == (int(5 / 6 * (r0 - l0 + 1)), int(5 / 6 * (b0 - t0 + 1)))
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] <= a[2] < cols and 0 <= a[1] <= a[3] < rows
+        for b in rects[i + 1:]:
+            assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1]
+
+
+def test_boxes_are_clipped_and_upsampling_is_refused():
+    image = images.load_image(FACES / PHOTOS[0])
+    boxes = cnn_detector.detect_boxes(image)
+    assert len(boxes) == 1
+    box, score = boxes[0]
+    assert 0 <= box.left < box.right <= image.shape[1] and 0 <= box.top < box.bottom <= image.shape[0]
+    assert score > 0
+    with pytest.raises(ValueError, match="upsample"):
+        cnn_detector.detect_boxes(image, upsample=1)
+    with pytest.raises(ValueError, match="uint8"):
+        cnn_detector.detect_rects(image.astype(np.float32))
