@@ -90,3 +90,37 @@ def test_boxes_are_clipped_and_upsampling_is_refused():
         cnn_detector.detect_boxes(image, upsample=1)
     with pytest.raises(ValueError, match="uint8"):
         cnn_detector.detect_rects(image.astype(np.float32))
+
+
+def test_face_chips_match_dlib_get_face_chip():
+    """Every HOG face (upsample 0) of ../shared/data/faces: chips made with grid_sample (and, for
+    faces much larger than the chip, dlib's pyramid in torch) against dlib.get_face_chip."""
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(config.MODELS_DIR / config.SHAPE_PREDICTOR_68_FILE))
+    diffs, levels = [], []
+    for path in sorted(FACES.rglob("*")):
+        if path.suffix.lower() not in config.IMAGE_EXTENSIONS:
+            continue
+        image = images.load_image(path)
+        shapes = [predictor(image, rect) for rect in detector(image, 0)]
+        if not shapes:
+            continue
+        landmarks = [np.array([(p.x, p.y) for p in s.parts()], np.float64) for s in shapes]
+        ours = cnn_detector.face_chips(image, landmarks).numpy()
+        assert ours.shape == (len(shapes), config.CHIP_SIZE, config.CHIP_SIZE, 3)
+        for shape, lm, chip in zip(shapes, landmarks, ours):
+            ref = np.asarray(dlib.get_face_chip(image, shape, size=config.CHIP_SIZE,
+                                                padding=config.CHIP_PADDING))
+            diffs.append(np.abs(ref.astype(int) - chip.astype(int)).mean())
+            levels.append(cnn_detector._chip_plan(lm, *image.shape[:2], config.CHIP_SIZE,
+                                                  config.CHIP_PADDING)[1])
+    print(f"\n{len(diffs)} chips ({sum(lv >= 0 for lv in levels)} from pyramid levels): mean absolute "
+          f"pixel difference at most {max(diffs):.4f}, on average {np.mean(diffs):.5f}")
+    assert len(diffs) >= 100
+    assert min(levels) == -1 and max(levels) >= 0  # both ways of sampling were checked
+    assert max(diffs) <= 2
+
+
+def test_face_chips_without_faces():
+    image = np.zeros((50, 60, 3), np.uint8)
+    assert tuple(cnn_detector.face_chips(image, []).shape) == (0, config.CHIP_SIZE, config.CHIP_SIZE, 3)
