@@ -6,6 +6,7 @@ directly, so they work without a display and do not pile up in pyplot's figure l
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,7 +33,23 @@ _CLOSED = {"right_eye", "left_eye"}
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
+    _show_figures_in_ipython()
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+@functools.cache
+def _show_figures_in_ipython() -> None:
+    """Let IPython display a bare Figure as a PNG (pyplot would register this; we do not use pyplot)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from matplotlib.figure import Figure
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, lambda fig: to_png(fig, dpi=90))
 
 
 def save(fig, directory: str | Path, name: str, dpi: int = 110) -> Path:

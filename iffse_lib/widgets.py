@@ -173,7 +173,7 @@ class LookalikeSearch(_View):
                                        style={"description_width": "initial"})
         self.face_choice = w.ToggleButtons(options=[], description="face", layout=w.Layout(display="none"))
         self.message = w.HTML()
-        self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="320px", display="none"))
+        self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="240px", display="none"))
         self.grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat(auto-fill, {thumb_px + 16}px)",
                                               grid_gap="6px"))
         self.grid.add_class("iffse-results")
@@ -307,7 +307,7 @@ class LookalikeSearch(_View):
         if self._query_image is None:
             return
         im = Image.fromarray(self._query_image)
-        scale = min(1.0, 320 / max(im.size))
+        scale = min(1.0, 240 / max(im.size))
         if scale < 1:
             im = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))))
         draw = ImageDraw.Draw(im)
