@@ -37,8 +37,10 @@ test: models venv-test
 test-fast: models venv-test
 	$(PY) -m pytest -m "not slow and not browser"
 
+# The notebooks' DATA_DIR = None is data/, the catalogue `make demo` fills (run first if missing).
 lab: models
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	@test -f data/catalog.sqlite || $(MAKE) demo
+	IFFSE_DATA=$(CURDIR)/data $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
 
 check-notebooks: venv-test
 	$(PY) tools/check_notebooks.py
