@@ -240,6 +240,7 @@ def contact_sheet(paths: Sequence[str | Path], labels: Sequence[str] | None = No
                   cell: float = 1.35, title: str | None = None):
     """Photos as a grid of thumbnails, each with an optional label."""
     paths = list(paths)
+    labels = list(labels) if labels is not None else None
     if not paths:
         raise ValueError("no photos to show")
     fig, axes = _grid(len(paths), ncols, cell)

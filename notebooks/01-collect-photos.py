@@ -27,12 +27,12 @@ from iffse_lib.catalog import Catalog
 
 # %% tags=["parameters"]
 DATA_DIR = None             # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
-SOURCE = "lfw"              # "lfw" | "folder" | "instagram"
+SOURCE = "lfw"              # lfw, folder or instagram
 LFW_DIR = None              # None: IFFSE_LFW_DIR, else LFW is downloaded through scikit-learn
-FOLDER = None               # SOURCE = "folder": a folder of photos
-IDENTITY_FROM_FOLDER = True # SOURCE = "folder": people/<name>/photo.jpg gives the identity <name>
-INSTAGRAM_TAGS = "selfie"   # SOURCE = "instagram": hashtags without '#'
-INSTAGRAM_API = "web"       # "web" (needs INSTAGRAM_COOKIES) or "legacy" (IFFSE's 2017 endpoints)
+FOLDER = None               # folder source: a folder of photos
+IDENTITY_FROM_FOLDER = True # folder source: people/NAME/photo.jpg gives the identity NAME
+INSTAGRAM_TAGS = "selfie"   # instagram source: hashtags, without the hash sign
+INSTAGRAM_API = "web"       # web (needs INSTAGRAM_COOKIES) or legacy (the 2017 endpoints IFFSE used)
 INSTAGRAM_URL = None        # None: instagram.com; or the address of iffse's local imitation server
 INSTAGRAM_COOKIES = None    # a logged-in browser session's cookies.txt (never stored)
 MAX_PHOTOS = None           # None: all of them
