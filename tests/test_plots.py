@@ -1,0 +1,125 @@
+"""Plots return Figures that draw what they say; reduce's clustering and scores; the notebook check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from iffse_lib import faces, images, plots, reduce
+
+from conftest import FACES, ROOT
+
+
+def test_landmarks_draws_68_points_per_face_and_each_box_with_its_score():
+    image = images.load_image(FACES / "multi" / "facerec_obama_and_biden.jpg")
+    found = faces.detect_faces(image)
+    fig = plots.landmarks(image, found)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    points = sum(len(c.get_offsets()) for c in ax.collections)
+    assert points == 68 * len(found) and len(found) >= 2
+    texts = [t.get_text() for t in ax.texts]
+    for i, d in enumerate(found):
+        assert f"#{i + 1}  score {d.score:.2f}" in texts
+    assert len(ax.patches) == len(found)
+
+
+def test_alignment_steps_shows_photo_chip_and_openface_crop():
+    image = images.load_image(FACES / "people" / "obama" / "facerec_obama.jpg")
+    d = faces.detect_faces(image)[0]
+    fig = plots.alignment_steps(image, d.landmarks, d.box)
+    shapes = [ax.images[0].get_array().shape[:2] for ax in fig.axes]
+    assert shapes[2] == (150, 150) and shapes[3] == (96, 96)
+
+
+def test_face_crop_is_square_and_pads_faces_at_the_edge():
+    image = np.zeros((100, 100, 3), np.uint8) + 200
+    crop = plots.face_crop(image, (0, 0, 40, 40), size=64, margin=0.25)
+    assert crop.shape == (64, 64, 3)
+    assert (crop[0, 0] == 128).all() and (crop[-1, -1] == 200).all()
+
+
+def test_distance_histograms_reports_error_rates_at_the_threshold():
+    same, diff = np.array([0.3, 0.4, 0.7]), np.array([0.5, 0.9, 1.0, 1.1])
+    fig = plots.distance_histograms(same, diff, 0.6)
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "same rejected 33.3%" in text and "different accepted 25.0%" in text
+
+
+def test_umap_scatter_colours_the_most_frequent_identities_and_greys_the_rest():
+    ident = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"]
+    fig = plots.umap_scatter(np.random.default_rng(0).normal(size=(len(ident), 2)), ident, top=2)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["a (5)", "b (4)", "others (4)"]
+
+
+def test_failure_page_names_each_kind(people_catalog, tmp_path):
+    failures = plots.detection_failures(people_catalog)
+    assert failures.attrs["photos_detected"] == len(people_catalog.photos())
+    import pandas as pd
+
+    fake = pd.DataFrame([{"photo_id": 1, "path": str(FACES / "noface" / "dlib_dog.jpg"), "kind": "no_face",
+                          "label": "dog"}, {"photo_id": None, "path": None, "kind": "truncated", "label": "x.jpg"}])
+    fig = plots.failure_page(fake)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["no_face\ndog", "truncated\nx.jpg"]
+    assert plots.save(fig, tmp_path, "failures").stat().st_size > 1000
+
+
+def test_results_grid_labels_rank_distance_and_identity(people_catalog):
+    from iffse_lib.search import Searcher
+
+    matches = Searcher(people_catalog).search(FACES / "people" / "biden" / "facerec_biden.jpg", k=3)[0]
+    fig = plots.results_grid(matches, np.zeros((10, 10, 3), np.uint8), threshold=0.6)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0] == "query"
+    assert titles[1] == f"1. {matches['distance'].iloc[0]:.3f}\nbiden"
+
+
+def test_chinese_whispers_and_hdbscan_recover_separated_people():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 128))
+    centres *= 1.5 / np.linalg.norm(centres, axis=1, keepdims=True)
+    X = np.vstack([c + rng.normal(scale=0.02, size=(10, 128)) for c in centres]).astype(np.float32)
+    ident = np.repeat([f"p{i}" for i in range(6)], 10)
+    for labels in (reduce.chinese_whispers(X, threshold=0.6), reduce.hdbscan(X, min_cluster_size=3)):
+        scores = reduce.cluster_scores(ident, labels)
+        assert scores["purity"] == 1.0 and scores["completeness"] == pytest.approx(1.0)
+        assert scores["n_clusters"] == 6
+
+
+def test_cluster_scores_on_known_labels():
+    s = reduce.cluster_scores(["a", "a", "b", "b"], [0, 0, 0, 1])
+    assert s["purity"] == 0.75 and s["n_clusters"] == 2 and s["n_singletons"] == 1
+    assert s["clustered_share"] == 0.75
+
+
+def test_umap_keeps_blobs_trustworthy():
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=300, n_features=20, centers=5, random_state=0)
+    emb = reduce.umap_2d(X, n_neighbors=10, seed=0)
+    assert emb.shape == (300, 2)
+    assert reduce.trustworthiness(X, emb, n_neighbors=10) >= 0.95
+
+
+def test_check_notebooks_fails_on_a_notebook_with_outputs(tmp_path):
+    import nbformat
+
+    src = ROOT / "notebooks" / "05-search-lookalikes.ipynb"
+    nb = nbformat.read(src, as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hi\n")]
+    nb.cells[1].execution_count = 1
+    bad = tmp_path / src.name
+    nbformat.write(nb, bad)
+    (tmp_path / src.with_suffix(".py").name).write_text(src.with_suffix(".py").read_text())
+    tool = [sys.executable, str(ROOT / "tools" / "check_notebooks.py")]
+    r = subprocess.run([*tool, str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and "cell 2 has 1 output(s)" in r.stderr
+    r = subprocess.run(tool, capture_output=True, text=True)  # the committed notebooks
+    assert r.returncode == 0, r.stderr
