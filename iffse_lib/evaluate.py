@@ -428,8 +428,8 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
 
     With ``catalog``, photos whose central face already has a vector of the embedder's model there
     are read from it; the others are loaded (from ``lfw_dir``, else from the catalogue's copy),
-    detected (unless the catalogue has detected them), aligned and embedded in batches of
-    ``batch_size``. The subject is the face nearest the centre whose box covers the centre
+    detected (unless the catalogue has detected them, with the upsampling it was indexed with),
+    aligned and embedded in batches of ``batch_size``. The subject is the face nearest the centre whose box covers the centre
     (:func:`subject_index`); without one, landmarks from :data:`FALLBACK_BOX`.
     """
     import pandas as pd
