@@ -17,7 +17,8 @@
 # # 01 · Collect photos
 #
 # Photos come from a **source** into the catalogue (`DATA_DIR`): Labeled Faces in the Wild (the
-# default), a folder of your own, or Instagram hashtags (as IFFSE did in 2017 with `#selfie`).
+# default), a folder of your own, or Instagram hashtags (as IFFSE did in 2017 with `#selfie`;
+# without a logged-in session's cookies, from iffse's local imitation of Instagram).
 # Collecting again skips what is already there; unreadable files are recorded, not fatal.
 # The next notebook draws the faces found in them.
 
@@ -32,10 +33,10 @@ LFW_DIR = None              # None: IFFSE_LFW_DIR, else LFW is downloaded throug
 FOLDER = None               # folder source: a folder of photos
 IDENTITY_FROM_FOLDER = True # folder source: people/NAME/photo.jpg gives the identity NAME
 INSTAGRAM_TAGS = "selfie"   # instagram source: hashtags, without the hash sign
-INSTAGRAM_API = "web"       # web (needs INSTAGRAM_COOKIES) or legacy (the 2017 endpoints IFFSE used)
-INSTAGRAM_URL = None        # None: instagram.com; or the address of iffse's local imitation server
-INSTAGRAM_COOKIES = None    # a logged-in browser session's cookies.txt (never stored)
-MAX_PHOTOS = None           # None: all of them
+INSTAGRAM_API = "web"       # web (today's, needs a login) or legacy (the 2017 endpoints IFFSE used)
+INSTAGRAM_COOKIES = None    # a logged-in browser session's cookies.txt (never stored); None: the imitation
+INSTAGRAM_URL = None        # None: instagram.com with cookies, else iffse's local imitation (no account needed)
+MAX_PHOTOS = None           # None: all of them (instagram: posts; a carousel gives several photos)
 N_CONTACT = 48              # photos on the contact sheet
 FIGURES_DIR = None          # None: <DATA_DIR>/figures
 SEED = 0
@@ -61,12 +62,23 @@ elif SOURCE == "folder":
     from iffse_lib.sources.folder import FolderSource
 
     collected = pipeline.collect(cat, FolderSource(FOLDER, identity_from_folder=IDENTITY_FROM_FOLDER))
+elif SOURCE == "instagram" and INSTAGRAM_COOKIES is None and INSTAGRAM_URL is None:
+    # No account: iffse's local imitation of Instagram (generated posts of real face photos), logged
+    # in with its fake cookies; a server on this machine needs no politeness pauses.
+    from iffse_lib.sources import fake_instagram, instagram
+    from iffse_lib.sources.ratelimit import RateLimiter
+
+    with fake_instagram.serve(tag=INSTAGRAM_TAGS) as url:
+        collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, base_url=url, image_host=url,
+                                              cookies=fake_instagram.FAKE_COOKIES, max_posts=MAX_PHOTOS,
+                                              limiter=RateLimiter({}, jitter={}))
 elif SOURCE == "instagram":
     from iffse_lib.sources import instagram
 
     collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, cookies=INSTAGRAM_COOKIES,
                                           max_posts=MAX_PHOTOS,
-                                          **({"base_url": INSTAGRAM_URL} if INSTAGRAM_URL else {}))
+                                          **({"base_url": INSTAGRAM_URL, "image_host": INSTAGRAM_URL}
+                                             if INSTAGRAM_URL else {}))
 else:
     raise ValueError(f'SOURCE must be "lfw", "folder" or "instagram", not {SOURCE!r}')
 collected

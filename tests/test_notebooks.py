@@ -5,7 +5,8 @@ copies its folder once, and the notebooks run in order on the copy (01 finds the
 collected and 03 finds them indexed: the pipeline skips finished work). Each test then checks
 what its notebook wrote and printed. Floors were measured on ../shared/data/lfw (2,515 photos,
 2,668 faces, dlib-resnet-v1): trustworthiness 0.933, purity 0.951, completeness 0.954,
-Annoy recall@10 0.929 at the default search_k.
+Annoy recall@10 0.929 at the default search_k. Notebook 01 also runs on an empty folder with
+SOURCE="instagram" and no cookies: it crawls iffse's local imitation of Instagram (~12 s here).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from conftest import FACES, LFW, ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # the LFW notebooks; 01's Instagram imitation run is quick
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def _png(path: Path, min_width: int = 400) -> Image.Image:
     return im
 
 
+@slow
 def test_01_collect_photos(data, lfw_catalog):
     text, figures, pngs = run("01-collect-photos", data, SOURCE="lfw", LFW_DIR=str(LFW), N_CONTACT=24)
     _png(figures / "01-contact-sheet.png", 800)
@@ -72,6 +74,35 @@ def test_01_collect_photos(data, lfw_catalog):
         assert cat.counts()["photos"] == lfw_catalog.counts()["photos"] == 2515
 
 
+def test_01_collect_photos_from_the_instagram_imitation(tmp_path):
+    # No cookies: the notebook serves iffse's imitation of Instagram and crawls #selfie through it.
+    import json
+
+    import numpy as np
+
+    from iffse_lib.catalog import Catalog
+    from iffse_lib.sources.fake_instagram import FakeInstagram
+
+    data = tmp_path / "data"
+    text, figures, pngs = run("01-collect-photos", data, SOURCE="instagram", MAX_PHOTOS=30, N_CONTACT=12)
+    expected = FakeInstagram(30).expected_images("web", 30)  # carousels give several photos a post
+    with Catalog(data, create=False) as cat:
+        rows = cat.db.execute("SELECT source_id, identity, path, meta FROM photos WHERE source_kind = 'instagram'").fetchall()
+        assert cat.counts()["photos"] == len(rows)
+    assert sorted(r[0] for r in rows) == sorted(expected)
+    for source_id, identity, path, meta in rows:
+        meta = json.loads(meta)
+        assert identity is None
+        assert meta["hashtag"] == "selfie" and meta["api"] == "web"
+        assert source_id == f"{meta['shortcode']}/{meta['image_number']}"
+        assert meta["username"].startswith("fake_user_") and meta["image_url"]
+        Image.open(data / path).verify()  # the downloaded bytes are a photo
+    sheet = _png(figures / "01-contact-sheet.png", 800)
+    assert pngs >= 1
+    assert len(np.unique(np.asarray(sheet.convert("L")))) > 50  # photos were drawn, not an empty canvas
+
+
+@slow
 def test_02_landmarks(data, lfw_catalog):
     text, figures, pngs = run("02-landmarks", data, N_EXAMPLES=2, MAX_BROWSE=20)
     for name in ("02-landmarks-1", "02-landmarks-2", "02-alignment", "02-failures"):
@@ -82,6 +113,7 @@ def test_02_landmarks(data, lfw_catalog):
     assert no_face > 0  # LFW holds profiles the HOG detector misses: the page is not empty
 
 
+@slow
 def test_03_embed_and_index(data):
     text, figures, pngs = run("03-embed-and-index", data, N_TIMING_PHOTOS=6, N_RECALL_QUERIES=200)
     for name in ("03-stage-times", "03-distances", "03-recall"):
@@ -93,6 +125,7 @@ def test_03_embed_and_index(data):
     assert m and float(m[1]) >= 0.85, text
 
 
+@slow
 def test_04_umap_clusters(data):
     text, figures, pngs = run("04-umap-clusters", data, N_THUMBNAILS=120)
     for name in ("04-umap-identities", "04-umap-thumbnails", "04-clusters"):
@@ -106,6 +139,7 @@ def test_04_umap_clusters(data):
     assert completeness >= 0.90
 
 
+@slow
 def test_05_search_lookalikes(data):
     # A photo of Angelina Jolie from outside LFW; the LFW subset holds 20 photos of her.
     query = FACES / "people" / "angelina_jolie" / "deepface_img1.jpg"
