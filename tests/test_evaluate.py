@@ -258,9 +258,10 @@ def test_standalone_lfw_pairs_computes_what_the_catalogue_holds(small_pairs, lfw
     assert len(res.pairs) == 40 and res.folds.accuracies.shape == (10,)
     assert (info["how"] != "catalogue").all()
     assert 0 < len(res.photos.fallback) and set(res.photos.fallback) <= set(lfw_result.photos.fallback)
-    # Detected here or read from the catalogue: the same vectors (the same pipeline, twice).
+    # Detected here or read from the catalogue: the same vectors (the same pipeline, twice; 1e-4 is
+    # the agreement of the dlib and torch embedders, so a catalogue made with either one passes).
     for f in info.index:
-        np.testing.assert_allclose(res.photos.vectors[f], lfw_result.photos.vectors[f], atol=1e-5)
+        np.testing.assert_allclose(res.photos.vectors[f], lfw_result.photos.vectors[f], atol=1e-4)
     assert res.mean_accuracy >= 0.9
 
 
