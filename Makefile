@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # LFW for the demo: $IFFSE_LFW_DIR, else a ../shared/data/lfw copy beside the project, else download.
 LFW_DIR ?= $(or $(IFFSE_LFW_DIR),$(wildcard ../shared/data/lfw))
 
-.PHONY: demo test test-fast models lab venv venv-test clean check-notebooks
+.PHONY: demo test test-fast models lab screenshots venv venv-test clean check-notebooks
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ test-fast: models venv-test
 lab: models
 	@test -f data/catalog.sqlite || $(MAKE) demo
 	IFFSE_DATA=$(CURDIR)/data $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+
+# The README's pictures of notebooks 02, 04 and 05 (docs/*.png), taken in headless Chromium on
+# the demo catalogue; SHOTS_DATA=DIR takes them on another catalogue.
+screenshots: models venv-test
+	@test -n "$(SHOTS_DATA)" || test -f data/catalog.sqlite || $(MAKE) demo
+	$(PY) tools/screenshots.py $(if $(SHOTS_DATA),--data $(SHOTS_DATA),)
 
 check-notebooks: venv-test
 	$(PY) tools/check_notebooks.py
