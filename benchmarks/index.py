@@ -225,7 +225,8 @@ def print_row(r: dict) -> None:
 
 
 def bench(n: int, cal: dict, n_queries: int, trees: list[int], hnsw_efc: list[int], tmp: Path,
-          hnsw_m: int = 16, hnsw_ef: tuple[int, ...] = (16, 32, 64, 128, 256), k: int = 10) -> list[dict]:
+          hnsw_m: int = 16, hnsw_ef: tuple[int, ...] = (16, 32, 64, 128, 256),
+          annoy_x: tuple[int, ...] = (1, 2, 4, 8), k: int = 10) -> list[dict]:
     gen = FaceLikeGenerator(cal, seed=n)
     t = time.perf_counter()
     vectors, labels, queries, q_labels = gen.dataset(n, n_queries)
@@ -253,9 +254,7 @@ def bench(n: int, cal: dict, n_queries: int, trees: list[int], hnsw_efc: list[in
     for r in rows:
         print_row(r)
     for nt in trees:
-        settings = [{"label": f"search_k={m}x", "search_k": nt * k * m} for m in (1, 2, 4, 8)]
-        settings[0]["label"] = "search_k=-1"
-        settings[0]["search_k"] = -1
+        settings = [{"label": f"search_k={m}x", "search_k": nt * k * m} for m in annoy_x]
         rows += run_one(f"annoy n_trees={nt}", FaceIndex("bench", DIM, n_trees=nt), vectors, tmp, queries, truth,
                         labels, q_labels, k, settings)
     for efc in hnsw_efc:
@@ -284,7 +283,9 @@ def main() -> None:
     ap.add_argument("--trees", type=int, nargs="*", default=[10, 50, 100], help="Annoy n_trees (none: skip Annoy)")
     ap.add_argument("--hnsw-efc", type=int, nargs="*", default=[100],
                     help="hnswlib ef_construction values to build with (none: skip hnswlib)")
-    ap.add_argument("--hnsw-m", type=int, default=16, help="hnswlib links per node")
+    ap.add_argument("--hnsw-m", type=int, default=32, help="hnswlib links per node")
+    ap.add_argument("--annoy-x", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+                    help="Annoy search_k as multiples of n_trees * k (Annoy's own default is 1x, FaceIndex's 4x)")
     ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="hnswlib ef at query time")
     ap.add_argument("--data", type=Path, default=None, help="a catalogue of the LFW subset to calibrate from")
     ap.add_argument("--model", default="dlib-resnet-v1")
@@ -308,7 +309,8 @@ def main() -> None:
     rows = []
     try:
         for n in args.n:
-            rows += bench(n, cal, args.queries, args.trees, args.hnsw_efc, tmp, args.hnsw_m, tuple(args.hnsw_ef))
+            rows += bench(n, cal, args.queries, args.trees, args.hnsw_efc, tmp, args.hnsw_m, tuple(args.hnsw_ef),
+                          tuple(args.annoy_x))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
