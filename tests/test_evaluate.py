@@ -265,7 +265,7 @@ def test_standalone_lfw_pairs_computes_what_the_catalogue_holds(small_pairs, lfw
     assert res.mean_accuracy >= 0.9
 
 
-def test_cli_lfw_pairs_with_a_catalogue(small_pairs, lfw_dir, lfw_catalog, capsys):
+def test_cli_lfw_pairs_with_a_catalogue(small_pairs, lfw_dir, lfw_catalog, capsys, monkeypatch):
     from iffse_lib.cli import main
 
     rc = main(["evaluate", "lfw-pairs", "--pairs", str(small_pairs), "--lfw-dir", str(lfw_dir),
@@ -275,7 +275,8 @@ def test_cli_lfw_pairs_with_a_catalogue(small_pairs, lfw_dir, lfw_catalog, capsy
     assert out["pairs"] == 40 and out["folds"] == 10 and len(out["thresholds"]) == 10
     assert out["photos_fallback"] > 0 and out["photos_from_catalogue"] == out["photos"] - out["photos_fallback"]
     assert out["accuracy_mean"] >= 0.9
-    # Without --lfw-dir or --data there is nothing to read the photos from.
+    # Without --lfw-dir, IFFSE_LFW_DIR or --data there is nothing to read the photos from.
+    monkeypatch.delenv("IFFSE_LFW_DIR", raising=False)
     rc = main(["evaluate", "lfw-pairs", "--pairs", str(small_pairs), "-q"])
     assert rc == 1 and "--lfw-dir" in capsys.readouterr().err
 
