@@ -41,7 +41,7 @@ class StageTimes:
 
     def summary(self) -> dict[str, dict[str, float]]:
         med = self.median_ms()
-        return {k: {"seconds": round(v, 3), "median_ms": round(med.get(k, float("nan")), 2)}
+        return {k: {"seconds": round(v, 3), "median_ms": round(med[k], 2) if k in med else None}
                 for k, v in self.seconds.items()}
 
 
