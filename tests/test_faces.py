@@ -81,8 +81,10 @@ def test_landmarks_match_dlibs_ground_truth():
     px = np.array([e[1] for e in errors])
     print(f"\nlandmarks: {matched}/{len(truth)} ground-truth faces detected; mean error {px.mean():.2f} px "
           f"(max {px.max():.2f} px), {rel.mean() * 100:.1f}% of the face width")
-    assert matched >= 0.8 * len(truth)
-    assert px.mean() < 3.0 and rel.max() < 0.15
+    # The XMLs were made with the same 68-point model, so the points agree to about half a pixel
+    # (measured: 43/43 faces, mean 0.47 px, worst face 1.94 px); a misaligned box would cost many.
+    assert matched == len(truth)
+    assert px.mean() < 1.0 and px.max() < 3.0 and rel.max() < 0.05
 
 
 def test_chips_and_openface_crop_are_aligned():
