@@ -84,7 +84,7 @@ def test_landmarks_match_dlibs_ground_truth():
     # The XMLs were made with the same 68-point model, so the points agree to about half a pixel
     # (measured: 43/43 faces, mean 0.47 px, worst face 1.94 px); a misaligned box would cost many.
     assert matched == len(truth)
-    assert px.mean() < 1.0 and px.max() < 3.0 and rel.max() < 0.05
+    assert px.mean() < 1.0 and px.max() < 3.0 and rel.max() < 0.1
 
 
 def test_chips_and_openface_crop_are_aligned():
