@@ -25,7 +25,7 @@ def run_demo(data: str | Path | None = None, lfw_dir: str | Path | None = None, 
         source = LFWSource(lfw_dir, limit=limit)
         summary["collect"] = pipeline.collect(cat, source, progress=progress)
         summary["index_photos"] = pipeline.index_photos(cat, emb, progress=progress)
-        index, summary["build_index"] = pipeline.build_index(cat, emb.model_tag)
+        index, summary["build_index"] = pipeline.build_index(cat, emb.model_tag, progress=progress)
         # One lookalike search: the first catalogued face of a person with several photos.
         row = cat.query(
             "SELECT f.id, p.identity, p.path FROM faces f JOIN photos p ON p.id=f.photo_id "

@@ -112,6 +112,111 @@ def process_photo(image: np.ndarray, upsample: int, times: StageTimes | None = N
     return found
 
 
+Item = tuple  # (photo_id, absolute path, stored faces still to embed as [(landmarks, idx)] or None)
+
+
+def pending_batches(catalog: Catalog, model_tag: str, batch_size: int,
+                    limit: int | None = None) -> tuple[int, list[list[Item]]]:
+    """The photos that still need work, cut into batches of items for :func:`run_batch`.
+
+    An item is ``(photo_id, absolute path, stored)``: ``stored`` None means detect the photo; a
+    list of ``(landmarks, face index)`` means it was detected before and these faces still need a
+    ``model_tag`` vector.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    pending = catalog.query(_PENDING_SQL, (model_tag,))
+    if limit is not None:
+        pending = pending[:limit]
+    batches = []
+    for start in range(0, len(pending), batch_size):
+        items = []
+        for photo_id, rel, already in pending[start:start + batch_size]:
+            stored = None
+            if already:
+                have = {r[0] for r in catalog.query(
+                    "SELECT f.idx FROM faces f JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE f.photo_id=?",
+                    (model_tag, photo_id))}
+                stored = [(f.landmarks, i) for i, f in enumerate(catalog.faces_of_photo(photo_id)) if i not in have]
+            items.append((photo_id, str(catalog.root / rel), stored))
+        batches.append(items)
+    return len(pending), batches
+
+
+def run_batch(items: list[Item], upsample: int, embedder: Embedder) -> dict:
+    """The stages for one batch: load, detect, landmarks, align, embed. Reads files, writes nothing.
+
+    Returns the detections (or a load-error kind) per photo, the load errors, the vectors and,
+    row by row, the ``(photo_id, face index)`` each vector belongs to, counts and stage times.
+    It runs in this process (:func:`index_photos`) or on a Dask worker (``distributed.py``).
+    """
+    times = StageTimes()
+    detected: dict[int, list[Detection] | str] = {}
+    errors: list[tuple[int, str, str]] = []
+    chips: list[np.ndarray] = []
+    keys: list[tuple[int, int]] = []
+    n_faces = n_empty = 0
+    for photo_id, path, stored in items:
+        t = time.perf_counter()
+        try:
+            image = images.load_image(path)
+        except BadImage as exc:
+            errors.append((photo_id, exc.kind, str(exc)))
+            detected[photo_id] = exc.kind
+            continue
+        times.add("load", time.perf_counter() - t)
+        if stored is None:
+            found = process_photo(image, upsample, times)
+            detected[photo_id] = found
+            n_faces += len(found)
+            n_empty += not found
+            todo = [(d.landmarks, i) for i, d in enumerate(found)]
+        else:
+            todo = list(stored)
+        if todo:
+            t = time.perf_counter()
+            chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
+            times.add("align", time.perf_counter() - t)
+            keys += [(photo_id, i) for _, i in todo]
+    vectors = None
+    if chips:
+        t = time.perf_counter()
+        vectors = embedder.embed(np.concatenate(chips))
+        dt = time.perf_counter() - t
+        times.add("embed", dt, per_item=False)
+        times.items["embed"].append(dt * 1000.0 / len(keys))  # per face
+    return {"detected": detected, "errors": errors, "vectors": vectors, "keys": keys,
+            "model_tag": embedder.model_tag, "faces": n_faces, "photos_without_faces": n_empty,
+            "photos": len(items), "seconds": dict(times.seconds),
+            "items": {k: list(v) for k, v in times.items.items()}}
+
+
+def commit_batch(catalog: Catalog, det_tag: str, result: dict, times: StageTimes, counts: Counter) -> None:
+    """Write one :func:`run_batch` result to the catalogue in one transaction; add up its counts."""
+    for photo_id, kind, message in result["errors"]:
+        catalog.record_error("load", kind, message, photo_id=photo_id)
+    t = time.perf_counter()
+    catalog.save_batch(det_tag, result["detected"], result["model_tag"], result["vectors"], result["keys"])
+    times.add("commit", time.perf_counter() - t, per_item=False)
+    for stage, secs in result["seconds"].items():
+        times.seconds[stage] += secs
+    for stage, ms in result["items"].items():
+        times.items[stage].extend(ms)
+    counts["photos"] += result["photos"]
+    counts["faces"] += result["faces"]
+    counts["photos_without_faces"] += result["photos_without_faces"]
+    counts["load_errors"] += len(result["errors"])
+    counts["vectors"] += len(result["keys"])
+
+
+def finish_counts(counts: Counter, times: StageTimes, elapsed: float) -> dict:
+    out = dict(counts)
+    out["seconds"] = round(elapsed, 3)
+    out["photos_per_s"] = round(counts["photos"] / elapsed, 2) if elapsed > 0 and counts["photos"] else 0.0
+    out["stages"] = times.summary()
+    return out
+
+
 def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: int = config.DEFAULT_UPSAMPLE,
                  batch_size: int = config.DEFAULT_BATCH, progress: bool = True, limit: int | None = None,
                  times: StageTimes | None = None, scheduler: str | None = None, workers: int | None = None) -> dict:
@@ -127,65 +232,17 @@ def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: i
                                  batch_size=batch_size, progress=progress, limit=limit, times=times)
     embedder = embedder or get_embedder()
     times = times if times is not None else StageTimes()
-    pending = catalog.query(_PENDING_SQL, (embedder.model_tag,))
-    if limit is not None:
-        pending = pending[:limit]
+    n_photos, batches = pending_batches(catalog, embedder.model_tag, batch_size, limit)
     counts = Counter()
     det_tag = detector_tag(upsample)
     t_start = time.perf_counter()
-    bar = tqdm(total=len(pending), desc=f"index ({embedder.model_tag})", unit="photo", disable=not progress)
-    for start in range(0, len(pending), batch_size):
-        batch = pending[start:start + batch_size]
-        detected: dict[int, list[Detection] | str] = {}
-        chips: list[np.ndarray] = []
-        keys: list[tuple[int, int]] = []
-        for row in batch:
-            photo_id, rel, already = row[0], row[1], bool(row[2])
-            t = time.perf_counter()
-            try:
-                image = images.load_image(catalog.root / rel)
-            except BadImage as exc:
-                catalog.record_error("load", exc.kind, str(exc), photo_id=photo_id)
-                detected[photo_id] = exc.kind
-                counts["load_errors"] += 1
-                continue
-            times.add("load", time.perf_counter() - t)
-            if already:
-                have = {r[0] for r in catalog.query(
-                    "SELECT f.idx FROM faces f JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE f.photo_id=?",
-                    (embedder.model_tag, photo_id))}
-                todo = [(f.landmarks, i) for i, f in enumerate(catalog.faces_of_photo(photo_id)) if i not in have]
-            else:
-                found = process_photo(image, upsample, times)
-                detected[photo_id] = found
-                counts["faces"] += len(found)
-                counts["photos_without_faces"] += not found
-                todo = [(d.landmarks, i) for i, d in enumerate(found)]
-            if todo:
-                t = time.perf_counter()
-                chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
-                times.add("align", time.perf_counter() - t)
-                keys += [(photo_id, i) for _, i in todo]
-        vectors = None
-        if chips:
-            t = time.perf_counter()
-            vectors = embedder.embed(np.concatenate(chips))
-            times.add("embed", time.perf_counter() - t, per_item=False)
-            times.items["embed"].append((time.perf_counter() - t) * 1000.0 / len(keys))
-        t = time.perf_counter()
-        catalog.save_batch(det_tag, detected, embedder.model_tag, vectors, keys)
-        times.add("commit", time.perf_counter() - t, per_item=False)
-        counts["photos"] += len(batch)
-        counts["vectors"] += len(keys)
-        bar.update(len(batch))
+    bar = tqdm(total=n_photos, desc=f"index ({embedder.model_tag})", unit="photo", disable=not progress)
+    for items in batches:
+        commit_batch(catalog, det_tag, run_batch(items, upsample, embedder), times, counts)
+        bar.update(len(items))
         bar.set_postfix(faces=counts["faces"], refresh=False)
     bar.close()
-    elapsed = time.perf_counter() - t_start
-    counts_out = dict(counts)
-    counts_out["seconds"] = round(elapsed, 3)
-    counts_out["photos_per_s"] = round(counts["photos"] / elapsed, 2) if elapsed > 0 and counts["photos"] else 0.0
-    counts_out["stages"] = times.summary()
-    return counts_out
+    return finish_counts(counts, times, time.perf_counter() - t_start)
 
 
 # -- index --------------------------------------------------------------------------------------

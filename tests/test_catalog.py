@@ -163,3 +163,26 @@ def test_remove_photos_takes_faces_vectors_and_files(tmp_path, lfw_subset):
     assert len(cat.vectors(tag)[0]) == before - n_faces
     assert cat.scalar("SELECT COUNT(*) FROM faces WHERE photo_id=?", (int(victim["photo_id"]),)) == 0
     assert cat.get_meta("index_stale") == "1"
+
+
+def test_a_second_model_reuses_the_stored_landmarks(tmp_path, lfw_subset):
+    """Embedding with another model tag re-reads photos and stored landmarks; nothing is re-detected."""
+    from iffse_lib.embed import get_embedder
+
+    cat = Catalog(tmp_path / "data")
+    pipeline.collect(cat, LFWSource(lfw_subset, limit=8), progress=False)
+    first = pipeline.index_photos(cat, get_embedder("torch"), progress=False)
+    faces_before = cat.faces()
+    half = get_embedder("torch", dtype="bfloat16")
+    second = pipeline.index_photos(cat, half, progress=False)
+    assert half.model_tag == "dlib-resnet-v1+bf16" and set(cat.model_tags()) == {"dlib-resnet-v1", half.model_tag}
+    assert second.get("faces", 0) == 0 and second["vectors"] == first["vectors"] == len(faces_before)
+    assert "detect" not in second["stages"] and "embed" in second["stages"]
+    assert cat.faces().drop(columns="landmarks").equals(faces_before.drop(columns="landmarks"))
+    ids32, v32 = cat.vectors("dlib-resnet-v1")
+    ids16, v16 = cat.vectors(half.model_tag)
+    assert (ids32 == ids16).all()
+    cos = (v32 * v16).sum(1) / np.linalg.norm(v32, axis=1) / np.linalg.norm(v16, axis=1)
+    assert cos.min() > 0.999
+    # A third run has nothing left to do for either model.
+    assert pipeline.index_photos(cat, half, progress=False).get("photos", 0) == 0
