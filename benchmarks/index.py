@@ -216,17 +216,17 @@ def run_one(name: str, index: FaceIndex, vectors, tmp: Path, queries, truth, lab
     return rows
 
 
-HEADER = f"{'method':<22}{'setting':<16}{'build s':>9}{'size MB':>9}{'mem MB':>8}{'q/s':>9}{'recall@10':>11}{'same-person':>13}"
+HEADER = f"{'method':<24}{'setting':<14}{'build s':>9}{'size MB':>9}{'mem MB':>8}{'q/s':>9}{'recall@10':>11}{'same-person':>13}"
 
 
 def print_row(r: dict) -> None:
-    print(f"{r['method']:<22}{r['label']:<16}{r['build_s']:>9.1f}{r['size_mb']:>9.1f}{r['mem_mb']:>8.0f}"
+    print(f"{r['method']:<24}{r['label']:<14}{r['build_s']:>9.1f}{r['size_mb']:>9.1f}{r['mem_mb']:>8.0f}"
           f"{r['qps']:>9.1f}{r['recall@10']:>11.4f}{r['same_person_recall']:>13.4f}", flush=True)
 
 
 def bench(n: int, cal: dict, n_queries: int, trees: list[int], hnsw_efc: list[int], tmp: Path,
           hnsw_m: int = 16, hnsw_ef: tuple[int, ...] = (16, 32, 64, 128, 256),
-          annoy_x: tuple[int, ...] = (1, 2, 4, 8), k: int = 10) -> list[dict]:
+          annoy_x: tuple[int, ...] = (1, 2, 4, 8), k: int = 10, hnsw_min_in: tuple[int, ...] = (0,)) -> list[dict]:
     gen = FaceLikeGenerator(cal, seed=n)
     t = time.perf_counter()
     vectors, labels, queries, q_labels = gen.dataset(n, n_queries)
@@ -258,10 +258,12 @@ def bench(n: int, cal: dict, n_queries: int, trees: list[int], hnsw_efc: list[in
         rows += run_one(f"annoy n_trees={nt}", FaceIndex("bench", DIM, n_trees=nt), vectors, tmp, queries, truth,
                         labels, q_labels, k, settings)
     for efc in hnsw_efc:
-        settings = [{"label": f"ef={ef}", "search_k": ef} for ef in hnsw_ef]
-        rows += run_one(f"hnsw M={hnsw_m} efC={efc}",
-                        FaceIndex("bench", DIM, backend="hnsw", hnsw_m=hnsw_m, hnsw_ef_construction=efc),
-                        vectors, tmp, queries, truth, labels, q_labels, k, settings)
+        for min_in in hnsw_min_in:
+            settings = [{"label": f"ef={ef}", "search_k": ef} for ef in hnsw_ef]
+            rows += run_one(f"hnsw M={hnsw_m} efC={efc}" + (f" in>={min_in}" if min_in else ""),
+                            FaceIndex("bench", DIM, backend="hnsw", hnsw_m=hnsw_m, hnsw_ef_construction=efc,
+                                      hnsw_min_in_links=min_in),
+                            vectors, tmp, queries, truth, labels, q_labels, k, settings)
     for r in rows:
         r["n"] = n
         r["speedup_vs_exact_single"] = round(r["qps"] / single_qps, 1)
@@ -284,6 +286,9 @@ def main() -> None:
     ap.add_argument("--hnsw-efc", type=int, nargs="*", default=[100],
                     help="hnswlib ef_construction values to build with (none: skip hnswlib)")
     ap.add_argument("--hnsw-m", type=int, default=32, help="hnswlib links per node")
+    ap.add_argument("--hnsw-min-in", type=int, nargs="+", default=[0, 8],
+                    help="hnswlib: give each node at least this many in-links after building (0: hnswlib's graph "
+                         "as built; see iffse_lib.index.reinforce_hnsw)")
     ap.add_argument("--annoy-x", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                     help="Annoy search_k as multiples of n_trees * k (Annoy's own default is 1x, FaceIndex's 4x)")
     ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="hnswlib ef at query time")
@@ -310,7 +315,7 @@ def main() -> None:
     try:
         for n in args.n:
             rows += bench(n, cal, args.queries, args.trees, args.hnsw_efc, tmp, args.hnsw_m, tuple(args.hnsw_ef),
-                          tuple(args.annoy_x))
+                          tuple(args.annoy_x), hnsw_min_in=tuple(args.hnsw_min_in))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

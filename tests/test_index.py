@@ -190,3 +190,38 @@ def test_load_errors_for_other_model_count_and_dimension(tmp_path):
     loaded = FaceIndex.load(tmp_path, MODEL, expect_face_ids=np.arange(20)[::-1])
     with pytest.raises(ModelMismatch, match="dimension"):
         loaded.query(np.zeros(16), k=3)
+
+
+def _level0_in_links(ann) -> np.ndarray:
+    """In-links of each node on hnswlib's level 0, read from its serialised state."""
+    s = ann.__getstate__()[0]
+    table = np.asarray(s["data_level0"])[:s["cur_element_count"] * s["size_data_per_element"]]
+    table = table.reshape(s["cur_element_count"], -1)
+    counts = table[:, :2].copy().view(np.uint16)[:, 0]
+    links = table[:, 4:4 + 4 * s["max_M0"]].copy().view(np.uint32)
+    return np.bincount(links[np.arange(s["max_M0"])[None, :] < counts[:, None]], minlength=len(table))
+
+
+def test_reinforced_hnsw_graph_links_into_every_face(lfw_catalog, tmp_path):
+    face_ids, vectors = _lfw_vectors(lfw_catalog)
+    plain = FaceIndex(MODEL, backend="hnsw", hnsw_min_in_links=0)
+    plain.add(face_ids, vectors)
+    plain.build()
+    strong = FaceIndex(MODEL, backend="hnsw", hnsw_min_in_links=8)
+    strong.add(face_ids, vectors)
+    strong.build()
+    before, after = _level0_in_links(plain._ann), _level0_in_links(strong._ann)
+    assert (before < 8).sum() > 0  # hnswlib's own graph leaves faces with few in-links on real vectors
+    assert (after >= np.minimum(before, 8)).all() and (after >= 8).mean() > 0.99, np.bincount(after)[:9]
+    # reinforcing only adds links: each face still finds itself, and neighbours still come back exact
+    got, got_d = strong.query(vectors, k=10, search_k=16)
+    assert (got[:, 0] == face_ids).mean() >= (plain.query(vectors, k=1, search_k=16)[0][:, 0] == face_ids).mean()
+    exact_pos, exact_d = exact_search(vectors[:300], vectors, 10)
+    recall = np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got[:300], face_ids[exact_pos])])
+    assert recall >= 0.97, recall
+    # the links are in the saved file, and the setting in its metadata
+    strong.save(tmp_path)
+    loaded = FaceIndex.load(tmp_path, MODEL)
+    assert loaded.hnsw_min_in_links == 8
+    np.testing.assert_array_equal(_level0_in_links(loaded._ann), after)
+    np.testing.assert_array_equal(loaded.query(vectors[:50], k=10, search_k=16)[0], got[:50])
