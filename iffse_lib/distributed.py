@@ -104,6 +104,7 @@ def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], upsampl
     from . import faces, images
     from .pipeline import StageTimes, process_photo
 
+    _limit_threads()
     emb = _worker_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder
     times = StageTimes()
     detected: dict[int, list[Detection] | str] = {}
@@ -147,6 +148,36 @@ def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], upsampl
 
 
 _EMBEDDERS: dict[str | None, Embedder] = {}
+_THREADS: list[int] = []  # the per-process thread limit once set
+
+
+def _limit_threads() -> int:
+    """Run torch's intra-op pool (and BLAS/OpenMP pools) on as many threads as this Dask worker has.
+
+    A worker process with ``nthreads=1`` is one core's worth of work: were torch to keep its default
+    (one thread per CPU), every worker would embed on all cores and two workers on two cores would
+    fight over them. Dask's nanny sets ``OMP_NUM_THREADS=1`` for the workers it spawns, but a worker
+    started otherwise (``--no-nanny``, another config, more threads per worker) would not get it, so
+    the limit is set here explicitly, once per process. Outside a worker nothing changes.
+    """
+    if _THREADS:
+        return _THREADS[0]
+    try:
+        worker = _distributed().get_worker()
+    except ValueError:  # not on a worker (process_batch called directly): leave the defaults
+        return 0
+    state = getattr(worker, "state", None)
+    n = max(1, int(getattr(state, "nthreads", None) or getattr(worker, "nthreads", 1)))
+    with contextlib.suppress(ImportError):  # the default embedder's engine (optional: dlib needs none)
+        import torch
+
+        torch.set_num_threads(n)
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)  # numpy's BLAS and any OpenMP pool already loaded
+    _THREADS.append(n)
+    return n
 
 
 def _worker_embedder(name: str | None) -> Embedder:
