@@ -33,8 +33,7 @@ from tqdm.auto import tqdm
 from . import config
 from .catalog import Catalog
 from .embed import Embedder, get_embedder
-from .errors import BadImage, DependencyMissing, IffseError, ModelMismatch
-from .records import Detection
+from .errors import DependencyMissing, IffseError, ModelMismatch
 
 
 def _distributed():
@@ -94,57 +93,18 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, dash
 
 def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], upsample: int,
                   embedder: Embedder | str | None) -> dict:
-    """The stages for one batch, run on a worker.
+    """:func:`iffse_lib.pipeline.run_batch` on a worker: the stages for one batch.
 
-    ``items`` are ``(photo_id, absolute path, landmarks)``: ``landmarks`` None means detect the
-    photo; a list means the photo was detected before and these faces (by their index in
-    ``todo``) still need vectors. Returns detections, load errors, the vectors and, row by row,
-    the ``(photo_id, face index)`` each vector belongs to, plus per-stage milliseconds.
+    ``embedder`` is a name (one embedder per worker process, kept between tasks) or an instance.
+    The result also names the worker process, for tests and for watching a cluster.
     """
-    from . import faces, images
-    from .pipeline import StageTimes, process_photo
+    from .pipeline import run_batch
 
     _limit_threads()
     emb = _worker_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder
-    times = StageTimes()
-    detected: dict[int, list[Detection] | str] = {}
-    errors: list[tuple[int, str, str]] = []
-    chips: list[np.ndarray] = []
-    keys: list[tuple[int, int]] = []
-    n_faces = n_empty = 0
-    for photo_id, path, stored in items:
-        t = time.perf_counter()
-        try:
-            image = images.load_image(path)
-        except BadImage as exc:
-            errors.append((photo_id, exc.kind, str(exc)))
-            detected[photo_id] = exc.kind
-            continue
-        times.add("load", time.perf_counter() - t)
-        if stored is None:
-            found = process_photo(image, upsample, times)
-            detected[photo_id] = found
-            n_faces += len(found)
-            n_empty += not found
-            todo = [(d.landmarks, i) for i, d in enumerate(found)]
-        else:
-            todo = list(stored)
-        if todo:
-            t = time.perf_counter()
-            chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
-            times.add("align", time.perf_counter() - t)
-            keys += [(photo_id, i) for _, i in todo]
-    vectors = None
-    if chips:
-        t = time.perf_counter()
-        vectors = emb.embed(np.concatenate(chips))
-        dt = time.perf_counter() - t
-        times.add("embed", dt, per_item=False)
-        times.items["embed"].append(dt * 1000.0 / len(keys))
-    return {"detected": detected, "errors": errors, "vectors": vectors, "keys": keys, "model_tag": emb.model_tag,
-            "faces": n_faces, "photos_without_faces": n_empty, "photos": len(items),
-            "seconds": dict(times.seconds), "items": {k: list(v) for k, v in times.items.items()},
-            "worker_pid": os.getpid()}
+    result = run_batch(items, upsample, emb)
+    result["worker_pid"] = os.getpid()
+    return result
 
 
 _EMBEDDERS: dict[str | None, Embedder] = {}
@@ -208,28 +168,12 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
             return index_photos_dask(catalog, embedder, client=own, upsample=upsample, batch_size=batch_size,
                                      progress=progress, limit=limit, times=times, on_commit=on_commit,
                                      retries=retries)
-    from .pipeline import _PENDING_SQL, StageTimes, detector_tag
+    from .pipeline import StageTimes, commit_batch, detector_tag, finish_counts, pending_batches
 
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
     spec = embedder
     model_tag = (get_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder).model_tag
     times = times if times is not None else StageTimes()
-    pending = catalog.query(_PENDING_SQL, (model_tag,))
-    if limit is not None:
-        pending = pending[:limit]
-    batches = []
-    for start in range(0, len(pending), batch_size):
-        items = []
-        for photo_id, rel, already in pending[start:start + batch_size]:
-            stored = None
-            if already:
-                have = {r[0] for r in catalog.query(
-                    "SELECT f.idx FROM faces f JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE f.photo_id=?",
-                    (model_tag, photo_id))}
-                stored = [(f.landmarks, i) for i, f in enumerate(catalog.faces_of_photo(photo_id)) if i not in have]
-            items.append((photo_id, str(catalog.root / rel), stored))
-        batches.append(items)
+    n_photos, batches = pending_batches(catalog, model_tag, batch_size, limit)
 
     distributed = _distributed()
     n_workers_now = max(1, len(client.scheduler_info().get("workers", {})))
@@ -238,7 +182,7 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
     counts = Counter()
     workers_seen: set[int] = set()
     t_start = time.perf_counter()
-    bar = tqdm(total=len(pending), desc=f"index ({model_tag}, dask)", unit="photo", disable=not progress)
+    bar = tqdm(total=n_photos, desc=f"index ({model_tag}, dask)", unit="photo", disable=not progress)
     futures: dict = {}
     done: dict[int, dict] = {}
     next_submit = next_commit = 0
@@ -265,7 +209,7 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
             done[number] = result
             while next_commit in done:
                 r = done.pop(next_commit)
-                _commit(catalog, det_tag, model_tag, r, times, counts)
+                commit_batch(catalog, det_tag, r, times, counts)
                 workers_seen.add(r["worker_pid"])
                 bar.update(r["photos"])
                 bar.set_postfix(faces=counts["faces"], refresh=False)
@@ -278,30 +222,9 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
         for fut, _ in futures.values():  # an error or Ctrl-C: drop the batches still in flight
             with contextlib.suppress(Exception):
                 fut.cancel()
-    elapsed = time.perf_counter() - t_start
-    out = dict(counts)
-    out["seconds"] = round(elapsed, 3)
-    out["photos_per_s"] = round(counts["photos"] / elapsed, 2) if elapsed > 0 and counts["photos"] else 0.0
-    out["stages"] = times.summary()
+    out = finish_counts(counts, times, time.perf_counter() - t_start)
     out["workers"] = n_workers_now
     return out
-
-
-def _commit(catalog: Catalog, det_tag: str, model_tag: str, r: dict, times, counts: Counter) -> None:
-    for photo_id, kind, message in r["errors"]:
-        catalog.record_error("load", kind, message, photo_id=photo_id)
-    t = time.perf_counter()
-    catalog.save_batch(det_tag, r["detected"], model_tag, r["vectors"], r["keys"])
-    times.add("commit", time.perf_counter() - t, per_item=False)
-    for stage, secs in r["seconds"].items():
-        times.seconds[stage] += secs
-    for stage, ms in r["items"].items():
-        times.items[stage].extend(ms)
-    counts["photos"] += r["photos"]
-    counts["faces"] += r["faces"]
-    counts["photos_without_faces"] += r["photos_without_faces"]
-    counts["load_errors"] += len(r["errors"])
-    counts["vectors"] += len(r["keys"])
 
 
 def worker_pids(client) -> dict[str, int]:
