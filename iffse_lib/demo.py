@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from . import config, pipeline
+from . import pipeline
 from .catalog import Catalog
 from .embed import get_embedder
 from .search import Searcher

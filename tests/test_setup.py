@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from iffse_lib import config, models
-from iffse_lib.errors import ModelFileCorrupt, ModelFileMissing
+from iffse_lib.errors import ModelFileCorrupt
 
 ROOT = Path(__file__).resolve().parents[1]
 
