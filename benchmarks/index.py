@@ -291,7 +291,7 @@ def main() -> None:
                          "as built; see iffse_lib.index.reinforce_hnsw)")
     ap.add_argument("--annoy-x", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                     help="Annoy search_k as multiples of n_trees * k (Annoy's own default is 1x, FaceIndex's 4x)")
-    ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="hnswlib ef at query time")
+    ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 128, 256, 512, 1024], help="hnswlib ef at query time")
     ap.add_argument("--data", type=Path, default=None, help="a catalogue of the LFW subset to calibrate from")
     ap.add_argument("--model", default="dlib-resnet-v1")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
