@@ -255,39 +255,22 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     """
     import pandas as pd
 
-    from . import faces, images
     from .embed import get_embedder
-    from .pipeline import StageTimes, process_photo
+    from .pipeline import run_batch
 
     embedder = embedder or get_embedder()
     photos = catalog.photos()
     if photos.empty:
         raise ValueError(f"no photos in {catalog.root}; collect some first")
     sample = photos.sample(min(n_photos, len(photos)), random_state=seed)
-    times = StageTimes()
-    n_faces = 0
     t_all = time.perf_counter()
-    for path in sample["path"]:
-        t = time.perf_counter()
-        try:
-            image = images.load_image(path)
-        except Exception:  # a bad file is a collect-time error; it has no stage time here
-            continue
-        times.add("load", time.perf_counter() - t)
-        found = process_photo(image, upsample, times)
-        if not found:
-            continue
-        t = time.perf_counter()
-        chips = faces.face_chips(image, [d.landmarks for d in found])
-        times.add("align", time.perf_counter() - t)
-        t = time.perf_counter()
-        embedder.embed(chips)
-        times.add("embed", time.perf_counter() - t)
-        n_faces += len(found)
+    # The pipeline's own batch function, detecting every sampled photo afresh; nothing is committed.
+    result = run_batch([(pid, path, None) for pid, path in zip(sample["photo_id"], sample["path"])],
+                       upsample, embedder)
     total = time.perf_counter() - t_all
-    n = len(sample)
+    n, n_faces = len(sample), result["faces"]
     df = pd.DataFrame([{"stage": k, "seconds": v, "ms_per_photo": v * 1000 / n}
-                       for k, v in times.seconds.items()])
+                       for k, v in result["seconds"].items()])
     df.attrs.update({"photos": n, "faces": n_faces, "seconds": total, "photos_per_s": n / total,
                      "faces_per_s": n_faces / total, "embedder": embedder.model_tag})
     return df
