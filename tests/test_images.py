@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iffse_lib import config, images, pipeline
+from iffse_lib import images, pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.errors import BadImage
 from iffse_lib.sources.folder import FolderSource
@@ -95,10 +95,6 @@ def test_each_bad_kind_raises_its_kind(tmp_path, photo):
             images.load_image(tmp_path / f"{kind}.jpg")
         assert info.value.kind == kind, (kind, str(info.value))
         assert f"{kind}.jpg" in str(info.value)
-
-
-def test_bomb_limit_is_the_documented_one():
-    assert config.MAX_PIXELS == 40_000_000
 
 
 def test_collect_records_bad_files_and_goes_on(tmp_path, photo):
