@@ -292,9 +292,10 @@ class Catalog:
                 raise
             self.db.execute("COMMIT")
 
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only query; ``params`` positional (``?``) or named (``:name``)."""
         with self._lock:
-            return self.db.execute(sql, tuple(params)).fetchall()
+            return self.db.execute(sql, params if isinstance(params, dict) else tuple(params)).fetchall()
 
     def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
         rows = self.query(sql, params)
@@ -450,6 +451,11 @@ class Catalog:
                     db.execute("INSERT OR REPLACE INTO detections (photo_id, detector, n_faces, error, run_id) "
                                "VALUES (?, ?, 0, ?, ?)", (photo_id, detector, result, self.run_id))
                     continue
+                # A photo detected again (another detector): its old faces and their vectors go.
+                if db.execute("DELETE FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id=?)",
+                              (photo_id,)).rowcount:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
+                db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
                 db.execute("INSERT OR REPLACE INTO detections (photo_id, detector, n_faces, error, run_id) "
                            "VALUES (?, ?, ?, NULL, ?)", (photo_id, detector, len(result), self.run_id))
                 db.executemany(

@@ -27,6 +27,32 @@ def _say(args, *lines) -> None:
             print(line)
 
 
+def _embedder_kwargs(args) -> dict:
+    """TorchEmbedder settings from --device / --precision (none for the defaults)."""
+    kwargs = {}
+    if getattr(args, "device", "cpu") != "cpu":
+        kwargs["device"] = args.device
+    if getattr(args, "precision", "float32") != "float32":
+        kwargs["dtype"] = args.precision
+    if kwargs and args.embedder == "dlib":
+        raise IffseError("--device and --precision apply to the torch embedder; dlib's runs in float32 on the CPU")
+    return kwargs
+
+
+def _embedder(args):
+    from .embed import get_embedder
+
+    kwargs = _embedder_kwargs(args)
+    return get_embedder("torch" if kwargs and args.embedder is None else args.embedder, **kwargs)
+
+
+def _detector(args):
+    from .faces import FaceDetector
+
+    upsample = config.DEFAULT_UPSAMPLE if args.upsample is None else args.upsample
+    return FaceDetector(args.detector, upsample, args.device if args.detector == "cnn" else "cpu")
+
+
 def cmd_collect(args) -> int:
     from . import pipeline
 
@@ -54,32 +80,35 @@ def cmd_collect(args) -> int:
 
 def cmd_index(args) -> int:
     from . import pipeline
-    from .embed import get_embedder
 
-    embedder = get_embedder(args.embedder)
+    embedder = _embedder(args)
+    detector = _detector(args)
+    on_dask = args.scheduler or args.workers
     with _catalog(args, create=False) as cat:
         cat.start_run("index", vars(args))
-        counts = pipeline.index_photos(cat, args.embedder if (args.scheduler or args.workers) else embedder,
-                                       upsample=args.upsample, batch_size=args.batch, progress=not args.quiet,
-                                       scheduler=args.scheduler, workers=args.workers)
+        counts = pipeline.index_photos(cat, args.embedder if on_dask and not _embedder_kwargs(args) else embedder,
+                                       detector=detector, redetect=args.redetect, batch_size=args.batch,
+                                       progress=not args.quiet, scheduler=args.scheduler, workers=args.workers)
         index, info = pipeline.update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
                                             backend=args.backend, progress=not args.quiet)
         counts["index"] = info
         cat.finish_run("ok", counts)
         how = (f"rebuilt ({info.get('reason')})" if info["rebuilt"] else
                f"kept, {info['buffer']} faces searched exactly until a rebuild at {info['rebuild_at']}")
-        _say(args, f"indexed {counts.get('photos', 0)} photos ({counts.get('faces', 0)} new faces, "
-                   f"{counts.get('vectors', 0)} new vectors); the index holds {len(index)} faces of "
+        _say(args, f"indexed {counts.get('photos', 0)} photos with {detector.tag} ({counts.get('faces', 0)} new "
+                   f"faces, {counts.get('vectors', 0)} new vectors); the index holds {len(index)} faces of "
                    f"{embedder.model_tag}, segment {how}  ({cat.root / 'index'})")
+        if counts.get("other_detector"):
+            _say(args, f"{counts['other_detector']} photos keep the faces another detector found; "
+                       f"--redetect detects them again with {detector.tag}")
     return 0
 
 
 def cmd_search(args) -> int:
-    from .embed import get_embedder
     from .search import Searcher
 
     with _catalog(args, create=False) as cat:
-        searcher = Searcher(cat, get_embedder(args.embedder))
+        searcher = Searcher(cat, _embedder(args), detector=_detector(args))
         results = searcher.search(args.photo, k=args.k, threshold=args.threshold)
     if args.json:
         payload = [{"query_box": list(df.attrs["query_box"].as_tuple()), "matches": df.to_dict("records")}
@@ -242,9 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     def embedder_option(p):
         p.add_argument("--embedder", default=None, help="dlib or torch (default: torch when installed)")
 
+    def device_options(p, what):
+        p.add_argument("--detector", choices=("hog", "cnn"), default="hog",
+                       help="dlib's HOG detector (CPU), or dlib's CNN detector run in PyTorch (CPU or GPU; "
+                            "finds turned faces too) (default: %(default)s)")
+        p.add_argument("--upsample", type=int, default=None,
+                       help=f"double the photo this many times before detecting: smaller faces, ~4x the time "
+                            f"each (default: {config.DEFAULT_UPSAMPLE})")
+        p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N): where the CNN detector, the "
+                       "alignment and the torch embedder run (default: %(default)s)")
+        p.add_argument("--precision", choices=("float32", "tf32", "bfloat16", "float16"), default="float32",
+                       help="the torch embedder's arithmetic; each is its own model tag, so " + what +
+                            " (default: %(default)s)")
+
     index = sub.add_parser("index", help="detect, align, embed and build the search index", parents=[common])
     embedder_option(index)
-    index.add_argument("--upsample", type=int, default=config.DEFAULT_UPSAMPLE, help="HOG upsampling (default: %(default)s)")
+    device_options(index, "search with the same one")
+    index.add_argument("--redetect", action="store_true",
+                       help="detect again the photos another --detector/--upsample found faces in, "
+                            "replacing their faces and vectors (otherwise they are kept)")
     index.add_argument("--batch", type=int, default=config.DEFAULT_BATCH, help="photos per batch (default: %(default)s)")
     index.add_argument("--n-trees", type=int, default=config.DEFAULT_N_TREES, help="Annoy trees (default: %(default)s)")
     index.add_argument("--rebuild", action="store_true",
@@ -264,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--threshold", type=float, default=None, help="drop matches farther than this")
     search.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(search)
+    device_options(search, "use the one the catalogue was indexed with")
     search.set_defaults(func=cmd_search)
 
     forget = sub.add_parser("forget", help="remove an owner's photos, or one photo, with their faces and vectors",

@@ -34,6 +34,7 @@ from . import config
 from .catalog import Catalog
 from .embed import Embedder, get_embedder
 from .errors import DependencyMissing, IffseError, ModelMismatch
+from .faces import FaceDetector
 
 
 def _distributed():
@@ -91,7 +92,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, dash
 
 # -- on the workers ---------------------------------------------------------------------------
 
-def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], upsample: int,
+def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], detector: FaceDetector | int,
                   embedder: Embedder | str | None) -> dict:
     """:func:`iffse_lib.pipeline.run_batch` on a worker: the stages for one batch.
 
@@ -102,7 +103,7 @@ def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], upsampl
 
     _limit_threads()
     emb = _worker_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder
-    result = run_batch(items, upsample, emb)
+    result = run_batch(items, detector, emb)
     result["worker_pid"] = os.getpid()
     return result
 
@@ -153,7 +154,8 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
                       scheduler: str | None = None, n_workers: int | None = None,
                       upsample: int = config.DEFAULT_UPSAMPLE, batch_size: int = config.DEFAULT_BATCH,
                       progress: bool = True, limit: int | None = None, times=None,
-                      on_commit: Callable[[int, dict], None] | None = None, retries: int = 2) -> dict:
+                      on_commit: Callable[[int, dict], None] | None = None, retries: int = 2,
+                      detector: FaceDetector | None = None, redetect: bool = False) -> dict:
     """:func:`iffse_lib.pipeline.index_photos` with the stages on a Dask cluster.
 
     ``client`` (a ``dask.distributed.Client``) is used as it is; otherwise one is made with
@@ -161,25 +163,29 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
     :func:`~iffse_lib.embed.get_embedder` (made once per worker) or an embedder instance
     (pickled with each task, so it must load its weights lazily). ``on_commit(batch_number,
     counts)`` is called after each batch is committed. Returns the same counts as ``index_photos``
-    plus ``workers``.
+    plus ``workers``. ``detector`` (default: HOG at ``upsample``) and ``redetect`` are
+    index_photos'; a CNN detector on ``cuda`` wants one worker per GPU.
     """
+    detector = detector or FaceDetector("hog", upsample)
     if client is None:
         with dask_client(scheduler, n_workers, progress=progress) as own:
-            return index_photos_dask(catalog, embedder, client=own, upsample=upsample, batch_size=batch_size,
+            return index_photos_dask(catalog, embedder, client=own, batch_size=batch_size,
                                      progress=progress, limit=limit, times=times, on_commit=on_commit,
-                                     retries=retries)
-    from .pipeline import StageTimes, commit_batch, detector_tag, finish_counts, pending_batches
+                                     retries=retries, detector=detector, redetect=redetect)
+    from .pipeline import StageTimes, commit_batch, finish_counts, other_detector_photos, pending_batches
 
     spec = embedder
     model_tag = (get_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder).model_tag
     times = times if times is not None else StageTimes()
-    n_photos, batches = pending_batches(catalog, model_tag, batch_size, limit)
+    n_photos, batches = pending_batches(catalog, model_tag, batch_size, limit,
+                                        redetect=detector.tag if redetect else None)
 
     distributed = _distributed()
     n_workers_now = max(1, len(client.scheduler_info().get("workers", {})))
     window = 2 * n_workers_now + 2  # batches in flight: keeps every worker busy, bounds client memory
-    det_tag = detector_tag(upsample)
+    det_tag = detector.tag
     counts = Counter()
+    counts["other_detector"] = other_detector_photos(catalog, det_tag) if not redetect else 0
     workers_seen: set[int] = set()
     t_start = time.perf_counter()
     bar = tqdm(total=n_photos, desc=f"index ({model_tag}, dask)", unit="photo", disable=not progress)
@@ -191,7 +197,7 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
     def submit_more():
         nonlocal next_submit
         while next_submit < len(batches) and next_submit - next_commit < window:
-            fut = client.submit(process_batch, batches[next_submit], upsample, spec, pure=False, retries=retries,
+            fut = client.submit(process_batch, batches[next_submit], detector, spec, pure=False, retries=retries,
                                 key=f"iffse-batch-{next_submit}-{os.getpid()}-{time.time_ns()}")
             futures[fut.key] = (fut, next_submit)
             ac.add(fut)

@@ -87,28 +87,44 @@ def collect(catalog: Catalog, source: Iterable[PhotoRecord], progress: bool = Tr
 # -- detect, landmarks, align, embed ------------------------------------------------------------
 
 _PENDING_SQL = """
-SELECT p.id, p.path, d.photo_id IS NOT NULL AS detected FROM photos p
+SELECT p.id, p.path,
+       d.photo_id IS NOT NULL AND (:redetect IS NULL OR d.detector = :redetect) AS detected
+FROM photos p
 LEFT JOIN detections d ON d.photo_id = p.id
 WHERE d.photo_id IS NULL
+   OR (:redetect IS NOT NULL AND d.detector != :redetect)
    OR EXISTS (SELECT 1 FROM faces f WHERE f.photo_id = p.id
-              AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.face_id = f.id AND v.model = ?))
+              AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.face_id = f.id AND v.model = :model))
 ORDER BY p.id
 """
 
 
 def detector_tag(upsample: int) -> str:
-    return f"hog-up{upsample}"
+    """The tag of dlib's HOG detector at ``upsample`` (see :attr:`faces.FaceDetector.tag`)."""
+    return faces.FaceDetector("hog", upsample).tag
 
 
-def process_photo(image: np.ndarray, upsample: int, times: StageTimes | None = None) -> list[Detection]:
+def process_photo(image: np.ndarray, detector: faces.FaceDetector | int,
+                  times: StageTimes | None = None) -> list[Detection]:
     """Detect faces and their landmarks in one image (the detect and landmarks stages)."""
+    return detect_and_landmark([image], faces.as_detector(detector), times)[0]
+
+
+def detect_and_landmark(images_: list[np.ndarray], detector: faces.FaceDetector,
+                        times: StageTimes | None = None) -> list[list[Detection]]:
+    """The detect and landmarks stages for several photos: boxes in one call (batched on the CNN
+    detector's device), then dlib's 68-point shape predictor on the CPU, face by face."""
     t = time.perf_counter()
-    boxes = faces.detect_boxes(image, upsample)
+    boxes = detector.detect_batch(images_)
     t2 = time.perf_counter()
-    found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b)) for b, s in boxes]
+    found = [[Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b)) for b, s in bs]
+             for image, bs in zip(images_, boxes)]
     if times is not None:
-        times.add("detect", t2 - t)
-        times.add("landmarks", time.perf_counter() - t2)
+        per_photo = (t2 - t) / max(len(images_), 1)
+        lm_per_photo = (time.perf_counter() - t2) / max(len(images_), 1)
+        for _ in images_:
+            times.add("detect", per_photo)
+            times.add("landmarks", lm_per_photo)
     return found
 
 
@@ -116,16 +132,17 @@ Item = tuple  # (photo_id, absolute path, stored faces still to embed as [(landm
 
 
 def pending_batches(catalog: Catalog, model_tag: str, batch_size: int,
-                    limit: int | None = None) -> tuple[int, list[list[Item]]]:
+                    limit: int | None = None, redetect: str | None = None) -> tuple[int, list[list[Item]]]:
     """The photos that still need work, cut into batches of items for :func:`run_batch`.
 
     An item is ``(photo_id, absolute path, stored)``: ``stored`` None means detect the photo; a
     list of ``(landmarks, face index)`` means it was detected before and these faces still need a
-    ``model_tag`` vector.
+    ``model_tag`` vector. With ``redetect`` (a detector tag), photos detected by another detector
+    are detected again (their old faces and vectors are replaced when the batch commits).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    pending = catalog.query(_PENDING_SQL, (model_tag,))
+    pending = catalog.query(_PENDING_SQL, {"model": model_tag, "redetect": redetect})
     if limit is not None:
         pending = pending[:limit]
     batches = []
@@ -143,51 +160,102 @@ def pending_batches(catalog: Catalog, model_tag: str, batch_size: int,
     return len(pending), batches
 
 
-def run_batch(items: list[Item], upsample: int, embedder: Embedder) -> dict:
+def _load_all(items: list[Item], loaders: int) -> list:
+    """Decode a batch's photos, on ``loaders`` threads (PIL releases the GIL while decoding)."""
+    def load(item):
+        t = time.perf_counter()
+        try:
+            return images.load_image(item[1]), time.perf_counter() - t
+        except BadImage as exc:
+            return exc, 0.0
+
+    if loaders <= 1 or len(items) <= 1:
+        return [load(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(loaders, len(items))) as pool:
+        return list(pool.map(load, items))
+
+
+def _on_gpu(embedder: Embedder) -> bool:
+    return str(getattr(embedder, "device", "cpu")).startswith("cuda")
+
+
+ALIGNERS = ("dlib", "torch")
+
+
+def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: Embedder,
+              loaders: int = 1, align: str | None = None) -> dict:
     """The stages for one batch: load, detect, landmarks, align, embed. Reads files, writes nothing.
+
+    ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (an int means HOG at that
+    upsampling). ``align`` ``"torch"`` cuts the chips from the landmarks in PyTorch on the
+    embedder's device (:func:`iffse_lib.cnn_detector.face_chips`: dlib's alignment in
+    ``grid_sample``), so that they never leave a GPU; ``"dlib"`` cuts them with dlib's
+    ``get_face_chips`` on the CPU. None: torch for an embedder on a GPU, else dlib.
+    ``loaders`` threads decode.
 
     Returns the detections (or a load-error kind) per photo, the load errors, the vectors and,
     row by row, the ``(photo_id, face index)`` each vector belongs to, counts and stage times.
     It runs in this process (:func:`index_photos`) or on a Dask worker (``distributed.py``).
     """
+    detector = faces.as_detector(detector)
     times = StageTimes()
     detected: dict[int, list[Detection] | str] = {}
     errors: list[tuple[int, str, str]] = []
-    chips: list[np.ndarray] = []
-    keys: list[tuple[int, int]] = []
-    n_faces = n_empty = 0
-    for photo_id, path, stored in items:
-        t = time.perf_counter()
-        try:
-            image = images.load_image(path)
-        except BadImage as exc:
-            errors.append((photo_id, exc.kind, str(exc)))
-            detected[photo_id] = exc.kind
+    loaded = []
+    t_load = time.perf_counter()
+    results = _load_all(items, loaders)
+    wall_load = time.perf_counter() - t_load
+    for (photo_id, _path, stored), (image, secs) in zip(items, results):
+        if isinstance(image, BadImage):
+            errors.append((photo_id, image.kind, str(image)))
+            detected[photo_id] = image.kind
             continue
-        times.add("load", time.perf_counter() - t)
-        if stored is None:
-            found = process_photo(image, upsample, times)
+        times.items["load"].append(secs * 1000.0)
+        loaded.append((photo_id, image, stored))
+    times.seconds["load"] += wall_load
+    fresh = [(photo_id, image) for photo_id, image, stored in loaded if stored is None]
+    n_faces = n_empty = 0
+    if fresh:
+        for (photo_id, _), found in zip(fresh, detect_and_landmark([im for _, im in fresh], detector, times)):
             detected[photo_id] = found
             n_faces += len(found)
             n_empty += not found
-            todo = [(d.landmarks, i) for i, d in enumerate(found)]
-        else:
-            todo = list(stored)
+    align = align or ("torch" if _on_gpu(embedder) else "dlib")
+    if align not in ALIGNERS:
+        raise ValueError(f"align must be one of {ALIGNERS}, not {align!r}")
+    gpu = align == "torch"
+    chips: list = []
+    keys: list[tuple[int, int]] = []
+    for photo_id, image, stored in loaded:
+        todo = [(d.landmarks, i) for i, d in enumerate(detected[photo_id])] if stored is None else list(stored)
         if todo:
             t = time.perf_counter()
-            chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
+            if gpu:
+                from .cnn_detector import face_chips as gpu_chips
+
+                chips.append(gpu_chips(image, [lm for lm, _ in todo], device=getattr(embedder, "device", "cpu")))
+            else:
+                chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
             times.add("align", time.perf_counter() - t)
             keys += [(photo_id, i) for _, i in todo]
     vectors = None
     if chips:
+        if gpu:
+            import torch
+
+            batch = torch.cat(chips)
+        else:
+            batch = np.concatenate(chips)
         t = time.perf_counter()
-        vectors = embedder.embed(np.concatenate(chips))
+        vectors = embedder.embed(batch)
         dt = time.perf_counter() - t
         times.add("embed", dt, per_item=False)
         times.items["embed"].append(dt * 1000.0 / len(keys))  # per face
     return {"detected": detected, "errors": errors, "vectors": vectors, "keys": keys,
-            "model_tag": embedder.model_tag, "faces": n_faces, "photos_without_faces": n_empty,
-            "photos": len(items), "seconds": dict(times.seconds),
+            "model_tag": embedder.model_tag, "detector": detector.tag, "faces": n_faces,
+            "photos_without_faces": n_empty, "photos": len(items), "seconds": dict(times.seconds),
             "items": {k: list(v) for k, v in times.items.items()}}
 
 
@@ -219,30 +287,56 @@ def finish_counts(counts: Counter, times: StageTimes, elapsed: float) -> dict:
 
 def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: int = config.DEFAULT_UPSAMPLE,
                  batch_size: int = config.DEFAULT_BATCH, progress: bool = True, limit: int | None = None,
-                 times: StageTimes | None = None, scheduler: str | None = None, workers: int | None = None) -> dict:
+                 times: StageTimes | None = None, scheduler: str | None = None, workers: int | None = None,
+                 detector: faces.FaceDetector | None = None, redetect: bool = False,
+                 loaders: int | None = None) -> dict:
     """Detect, align and embed every photo that still needs it; returns counts and stage times.
+
+    ``detector`` (default: dlib's HOG at ``upsample``) finds the faces of photos not yet
+    detected. Photos detected before by another detector keep their faces (counted as
+    ``other_detector``) unless ``redetect`` is set: then they are detected again and their old
+    faces and vectors are replaced. ``loaders`` threads decode photos (default: up to 4, fewer
+    on smaller machines).
 
     With ``scheduler`` (``tcp://HOST:PORT``) or ``workers`` (a local cluster of that many
     processes) the stages run on Dask: see :func:`iffse_lib.distributed.index_photos_dask`.
     """
+    detector = detector or faces.FaceDetector("hog", upsample)
     if scheduler is not None or workers is not None:
         from .distributed import index_photos_dask
 
-        return index_photos_dask(catalog, embedder, scheduler=scheduler, n_workers=workers, upsample=upsample,
-                                 batch_size=batch_size, progress=progress, limit=limit, times=times)
+        return index_photos_dask(catalog, embedder, scheduler=scheduler, n_workers=workers, detector=detector,
+                                 batch_size=batch_size, progress=progress, limit=limit, times=times,
+                                 redetect=redetect)
     embedder = embedder or get_embedder()
+    loaders = default_loaders() if loaders is None else loaders
     times = times if times is not None else StageTimes()
-    n_photos, batches = pending_batches(catalog, embedder.model_tag, batch_size, limit)
+    n_photos, batches = pending_batches(catalog, embedder.model_tag, batch_size, limit,
+                                        redetect=detector.tag if redetect else None)
     counts = Counter()
-    det_tag = detector_tag(upsample)
+    counts["other_detector"] = other_detector_photos(catalog, detector.tag) if not redetect else 0
     t_start = time.perf_counter()
-    bar = tqdm(total=n_photos, desc=f"index ({embedder.model_tag})", unit="photo", disable=not progress)
+    bar = tqdm(total=n_photos, desc=f"index ({detector.tag}, {embedder.model_tag})", unit="photo",
+               disable=not progress)
     for items in batches:
-        commit_batch(catalog, det_tag, run_batch(items, upsample, embedder), times, counts)
+        commit_batch(catalog, detector.tag, run_batch(items, detector, embedder, loaders), times, counts)
         bar.update(len(items))
         bar.set_postfix(faces=counts["faces"], refresh=False)
     bar.close()
     return finish_counts(counts, times, time.perf_counter() - t_start)
+
+
+def default_loaders() -> int:
+    """Threads that decode photos: one per core beyond the first, at most 4 (decoding is ~3% of
+    a CPU pipeline's time, more of a GPU one's)."""
+    import os
+
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def other_detector_photos(catalog: Catalog, tag: str) -> int:
+    """Photos whose faces were found by a detector other than ``tag`` (see ``redetect``)."""
+    return int(catalog.scalar("SELECT COUNT(*) FROM detections WHERE detector != ? AND error IS NULL", (tag,)))
 
 
 # -- index --------------------------------------------------------------------------------------

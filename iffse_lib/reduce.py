@@ -246,9 +246,10 @@ def index_recall(index, face_ids: np.ndarray, vectors: np.ndarray, k: int = 10,
 # -- timings ------------------------------------------------------------------------------------
 
 def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = config.DEFAULT_UPSAMPLE,
-                  seed: int = 0):
+                  seed: int = 0, detector=None):
     """Time load, detect, landmarks, align and embed on ``n_photos`` random catalogued photos.
 
+    ``detector`` (a :class:`~iffse_lib.faces.FaceDetector`) replaces HOG at ``upsample``.
     Nothing is written; the figures hold whether or not the catalogue is already indexed. Returns a
     DataFrame (one row per stage: total seconds, ms per photo) with ``attrs`` holding the photo
     and face counts, photos per second and faces per second.
@@ -266,7 +267,7 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     t_all = time.perf_counter()
     # The pipeline's own batch function, detecting every sampled photo afresh; nothing is committed.
     result = run_batch([(pid, path, None) for pid, path in zip(sample["photo_id"], sample["path"])],
-                       upsample, embedder)
+                       detector or upsample, embedder)
     total = time.perf_counter() - t_all
     n, n_faces = len(sample), result["faces"]
     df = pd.DataFrame([{"stage": k, "seconds": v, "ms_per_photo": v * 1000 / n}

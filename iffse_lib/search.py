@@ -16,6 +16,7 @@ from .catalog import Catalog
 from .embed import Embedder, get_embedder
 from .errors import NoFaceFound
 from .index import FaceIndex
+from .records import Detection
 
 COLUMNS = ["rank", "distance", "face_id", "photo_id", "identity", "path", "left", "top", "right", "bottom"]
 
@@ -24,7 +25,9 @@ class Searcher:
     """Holds a catalogue, its index and an embedder for repeated queries (widgets, notebooks)."""
 
     def __init__(self, catalog: Catalog, embedder: Embedder | None = None, index: FaceIndex | None = None,
-                 upsample: int = config.DEFAULT_UPSAMPLE):
+                 upsample: int = config.DEFAULT_UPSAMPLE, detector: faces.FaceDetector | None = None):
+        """``detector`` finds the faces of query photos (default: dlib's HOG at ``upsample``);
+        use the one the catalogue was indexed with."""
         from .pipeline import load_index
 
         self.catalog = catalog
@@ -35,7 +38,8 @@ class Searcher:
 
             raise ModelMismatch(f"the index holds {self.index.model_tag!r} vectors but the embedder makes "
                                 f"{self.embedder.model_tag!r} vectors")
-        self.upsample = upsample
+        self.detector = detector or faces.FaceDetector("hog", upsample)
+        self.upsample = self.detector.upsample
 
     def _matches(self, ids: np.ndarray, dists: np.ndarray, threshold: float | None, k: int):
         import pandas as pd
@@ -66,10 +70,14 @@ class Searcher:
     def search_image(self, image: np.ndarray, k: int = config.DEFAULT_K, threshold: float | None = None,
                      exclude_face_ids: set[int] | None = None) -> list:
         """One DataFrame of matches per face in ``image`` (largest face first)."""
-        found = faces.detect_faces(image, self.upsample)
+        faces.shape_predictor()  # a missing model file fails here, whether or not a face is found
+        found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b))
+                 for b, s in self.detector.detect_batch([image])[0]]
         if not found:
-            raise NoFaceFound("no face found in the query photo (dlib's HOG detector finds frontal faces "
-                              "of about 80 x 80 pixels and larger)")
+            smallest = 80 // 2 ** self.detector.upsample
+            raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds faces of about "
+                              f"{smallest} x {smallest} pixels and larger"
+                              + (", frontal ones only)" if self.detector.kind == "hog" else ")"))
         chips = faces.face_chips(image, [d.landmarks for d in found])
         vectors = self.embedder.embed(chips)
         extra = len(exclude_face_ids or ())
@@ -101,6 +109,7 @@ class Searcher:
 
 
 def search(photo: str | Path | bytes, catalog: Catalog, k: int = config.DEFAULT_K,
-           threshold: float | None = None, embedder: Embedder | None = None) -> list:
+           threshold: float | None = None, embedder: Embedder | None = None,
+           detector: faces.FaceDetector | None = None) -> list:
     """One DataFrame of matches per face in ``photo``; see :class:`Searcher`."""
-    return Searcher(catalog, embedder).search(photo, k, threshold)
+    return Searcher(catalog, embedder, detector=detector).search(photo, k, threshold)
