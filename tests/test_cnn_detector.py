@@ -1,7 +1,8 @@
 """dlib's CNN face detector in PyTorch (iffse_lib.cnn_detector) against dlib's own.
 
-dlib's CNN detector costs seconds of CPU a photo here, so a few small photos only: one, two and
-three faces, and one where dlib's CNN finds none.
+dlib's CNN detector costs seconds of CPU a photo here (4x that upsampled), so a few small photos
+only: one, two and three faces, one where dlib's CNN finds none, and two upsampled.
+benchmarks/cnn_detector.py makes the same check on every photo of ../shared/data/faces.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from iffse_lib import config, images
 
 dlib = pytest.importorskip("dlib")
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from iffse_lib import cnn_detector, dlibnet  # noqa: E402
 
@@ -42,20 +43,65 @@ def dlib_cnn():
     return dlib.cnn_face_detection_model_v1(str(config.MODELS_DIR / config.CNN_DETECTOR_FILE))
 
 
-@pytest.mark.parametrize("name", PHOTOS)
-def test_same_detections_as_dlib(name, dlib_cnn):
-    if not (FACES / name).exists():
-        pytest.skip(f"{FACES / name} not found")
+def _check_same(name, dlib_cnn, upsample):
     image = images.load_image(FACES / name)
     theirs = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence)
-              for d in dlib_cnn(image, 0)]
-    ours = cnn_detector.detect_rects(image)
-    print(f"\n{name}: dlib {theirs}\n{' ' * len(name)}  torch {ours}")
+              for d in dlib_cnn(image, upsample)]
+    ours = cnn_detector.detect_rects(image, upsample=upsample)
+    print(f"\n{name} upsample {upsample}: dlib {theirs}\n{' ' * len(name)}  torch {ours}")
     assert len(ours) == len(theirs)
     for rect in theirs:
         best = max(ours, key=lambda o: _iou(o[:4], rect[:4]))
         assert _iou(best[:4], rect[:4]) >= 0.9
         assert abs(best[4] - rect[4]) <= 0.01
+    return ours
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_same_detections_as_dlib(name, dlib_cnn):
+    _check_same(name, dlib_cnn, 0)
+
+
+def test_upsampled_detections_as_dlib(dlib_cnn):
+    """dlib's binding doubles the photo (pyramid_up) before detecting and maps the boxes back
+    (rect_down). In the group photo the faces are too small for the detector without it."""
+    assert len(_check_same("tilted/lfw_Hugo_Chavez_0006.jpg", dlib_cnn, 1)) == 1
+    group = "multi/2008_002470.jpg"
+    assert cnn_detector.detect_rects(images.load_image(FACES / group)) == []
+    assert len(_check_same(group, dlib_cnn, 1)) >= 5
+
+
+def test_pyramid_up_is_dlibs_to_the_bit():
+    """(2H + 1) x (2W + 2) and every value as dlib's bilinear resize_image gives it (dlib's
+    float32 SIMD loop with truncation, the last columns in double)."""
+    for name in ("tilted/lfw_Hugo_Chavez_0006.jpg", "multi/2008_002470.jpg",
+                 "people/angelina_jolie/deepface_img5.jpg"):
+        image = images.load_image(FACES / name)
+        h, w, _ = image.shape
+        ours = cnn_detector._pyramid_up(torch.from_numpy(image.copy())[None])[0].numpy()
+        assert ours.shape == (2 * h + 1, 2 * w + 2, 3)
+        np.testing.assert_array_equal(ours, dlib.resize_image(image, 2 * h + 1, 2 * w + 2))
+
+
+def test_batches_give_the_same_detections_as_one_by_one():
+    """Twelve 250 x 250 LFW photos (more than one batch of five) and larger photos of four other
+    sizes, in mixed order: rectangles equal and scores within float rounding, photo by photo."""
+    lfw = sorted((FACES.parent / "lfw").rglob("*.jpg"))[:10] + sorted((FACES / "tilted").glob("lfw_*.jpg"))
+    others = [FACES / n for n in ("multi/2008_001322.jpg", "multi/2008_002470.jpg",
+                                  "people/deepface_person13/deepface_img25.jpg",
+                                  "people/angelina_jolie/deepface_img5.jpg")]
+    paths = lfw[:6] + others[:2] + lfw[6:] + others[2:]
+    photos = [images.load_image(p) for p in paths]
+    assert len({p.shape for p in photos}) == 5
+    for upsample, subset in ((0, photos), (1, photos[4:10])):
+        one_by_one = [cnn_detector.detect_rects(p, upsample=upsample) for p in subset]
+        batched = cnn_detector.detect_rects_batch(subset, upsample=upsample, batch_size=5)
+        assert sum(map(len, one_by_one)) >= len(subset)
+        for alone, together in zip(one_by_one, batched):
+            assert [d[:4] for d in together] == [d[:4] for d in alone]
+            np.testing.assert_allclose([d[4] for d in together], [d[4] for d in alone], atol=1e-4)
+        boxes = cnn_detector.detect_boxes_batch(subset, upsample=upsample, batch_size=5)
+        assert [len(b) for b in boxes] == [len(r) for r in batched]
 
 
 def test_options_read_from_the_file():
@@ -79,17 +125,27 @@ def test_pyramid_layout():
             assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1]
 
 
-def test_boxes_are_clipped_and_upsampling_is_refused():
+def test_boxes_are_clipped_and_bad_arguments_refused():
     image = images.load_image(FACES / PHOTOS[0])
     boxes = cnn_detector.detect_boxes(image)
     assert len(boxes) == 1
     box, score = boxes[0]
     assert 0 <= box.left < box.right <= image.shape[1] and 0 <= box.top < box.bottom <= image.shape[0]
     assert score > 0
+    # A face at the corner: dlib's rectangle reaches outside the photo, the box is clipped.
+    corner = np.ascontiguousarray(image[100:, 95:])
+    (l, t, r, b, s), = cnn_detector.detect_rects(corner)
+    (cbox, cscore), = cnn_detector.detect_boxes(corner)
+    assert min(l, t) < 0
+    assert (cbox.left, cbox.top, cbox.right, cbox.bottom) == (max(l, 0), max(t, 0), r + 1, b + 1)
+    assert cscore == s
     with pytest.raises(ValueError, match="upsample"):
-        cnn_detector.detect_boxes(image, upsample=1)
+        cnn_detector.detect_boxes(image, upsample=-1)
+    with pytest.raises(ValueError, match="batch_size"):
+        cnn_detector.detect_boxes_batch([image], batch_size=0)
     with pytest.raises(ValueError, match="uint8"):
         cnn_detector.detect_rects(image.astype(np.float32))
+    assert cnn_detector.detect_boxes_batch([]) == []
 
 
 def test_face_chips_match_dlib_get_face_chip():
