@@ -84,8 +84,8 @@ def test_pyramid_up_is_dlibs_to_the_bit():
 
 
 def test_batches_give_the_same_detections_as_one_by_one():
-    """Twelve 250 x 250 LFW photos (more than one batch of five) and larger photos of four other
-    sizes, in mixed order: rectangles equal and scores within float rounding, photo by photo."""
+    """Twelve 250 x 250 LFW photos (three passes) and larger photos of four other sizes, in
+    mixed order: rectangles equal and scores within float rounding, photo by photo."""
     lfw = sorted((FACES.parent / "lfw").rglob("*.jpg"))[:10] + sorted((FACES / "tilted").glob("lfw_*.jpg"))
     others = [FACES / n for n in ("multi/2008_001322.jpg", "multi/2008_002470.jpg",
                                   "people/deepface_person13/deepface_img25.jpg",
