@@ -44,6 +44,7 @@ Torch is imported with :mod:`iffse_lib.dlibnet`, on first use.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import defaultdict
@@ -51,6 +52,7 @@ from collections import defaultdict
 import numpy as np
 
 from . import config
+from .errors import IffseError
 from .models import model_path
 from .records import Box
 
@@ -193,9 +195,45 @@ def _pyramid_up(images):
 
 
 def _device_type(device) -> str:
+    """"cpu" or "cuda" for a device name, or an IffseError that says what to use instead."""
     import torch
 
-    return torch.device(device).type
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise IffseError(f"device must be 'cpu' or 'cuda' ('cuda:1' ...), not {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise IffseError(
+            f"device={device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA "
+            "GPU. Use device='cpu', or install a CUDA build of torch on a GPU machine.")
+    return kind
+
+
+@contextlib.contextmanager
+def _ieee_float32(torch, device_type: str):
+    """On a GPU, convolutions in IEEE float32: PyTorch lets cuDNN use TensorFloat-32 by default,
+    whose 10-bit products would move the scores away from dlib's. Torch's setting is restored
+    afterwards (both the torch >= 2.9 API and the older one, as embed_torch does)."""
+    if device_type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    conv = getattr(cudnn, "conv", None)
+    new_api = hasattr(conv, "fp32_precision")
+    saved = conv.fp32_precision if new_api else cudnn.allow_tf32
+    try:
+        if new_api:
+            conv.fp32_precision = "ieee"
+        else:
+            cudnn.allow_tf32 = False
+        yield
+    finally:
+        if new_api:
+            conv.fp32_precision = saved
+        else:
+            cudnn.allow_tf32 = saved
 
 
 @functools.cache
@@ -295,8 +333,9 @@ def detect_rects_batch(images: list[np.ndarray], threshold: float = 0.0, device:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, not {batch_size!r}")
     images = [_check_image(im) for im in images]
+    kind = _device_type(device)
     net, opt = _detector(str(model_path(config.CNN_DETECTOR_FILE)), str(device))
-    max_pixels = MAX_BATCH_PIXELS.get(_device_type(device), MAX_BATCH_PIXELS["cuda"])
+    max_pixels = MAX_BATCH_PIXELS[kind]
 
     # Photos of one size share a pyramid layout; and as every height gives a different tiled
     # height for a given width, only they share a tiled tensor's size.
@@ -305,7 +344,7 @@ def detect_rects_batch(images: list[np.ndarray], threshold: float = 0.0, device:
         groups[im.shape].append(i)
 
     results: list = [None] * len(images)
-    with torch.inference_mode():
+    with torch.inference_mode(), _ieee_float32(torch, kind):
         for (h, w, _), members in groups.items():
             rects, rows, cols = _pyramid_rects(*_upsampled_size(h, w, upsample),
                                                opt.pyramid_padding, opt.pyramid_outer_padding)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from iffse_lib import config, images
+from iffse_lib.errors import IffseError
 
 dlib = pytest.importorskip("dlib")
 torch = pytest.importorskip("torch")
@@ -146,6 +147,26 @@ def test_boxes_are_clipped_and_bad_arguments_refused():
     with pytest.raises(ValueError, match="uint8"):
         cnn_detector.detect_rects(image.astype(np.float32))
     assert cnn_detector.detect_boxes_batch([]) == []
+
+
+def test_device_checked_and_tf32_off_on_gpus_then_restored():
+    """A device this torch cannot use is refused with what to do. On a GPU the convolutions run
+    in IEEE float32 (cuDNN would use TF32 by default), and torch's setting comes back after."""
+    image = images.load_image(FACES / PHOTOS[0])
+    with pytest.raises(IffseError, match="device"):
+        cnn_detector.detect_boxes(image, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(IffseError, match="device='cpu'"):
+            cnn_detector.detect_boxes(image, device="cuda")
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision"):
+        get = lambda: conv.fp32_precision  # noqa: E731
+    else:
+        get = lambda: torch.backends.cudnn.allow_tf32  # noqa: E731
+    before = get()
+    with cnn_detector._ieee_float32(torch, "cuda"):
+        assert get() in ("ieee", False)
+    assert get() == before
 
 
 def test_face_chips_match_dlib_get_face_chip():
