@@ -183,9 +183,9 @@ def _pyramid_up(images):
         left, right = t(p["left_tail"]), t(p["right_tail"])
         tb = t(p["tb"], torch.float64)[:, None, None]
         lr = t(p["lr_tail"], torch.float64)[None, :, None]
-        top, bottom = top.double(), bottom.double()
-        v = ((1 - tb) * ((1 - lr) * top[:, :, left] + lr * top[:, :, right])
-             + tb * ((1 - lr) * bottom[:, :, left] + lr * bottom[:, :, right]))
+        tl, tr = top[:, :, left].double(), top[:, :, right].double()
+        bl, br = bottom[:, :, left].double(), bottom[:, :, right].double()
+        v = (1 - tb) * ((1 - lr) * tl + lr * tr) + tb * ((1 - lr) * bl + lr * br)
         out.append(torch.trunc(v).float())
     return torch.cat(out, dim=2).to(torch.uint8)
 

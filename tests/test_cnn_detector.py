@@ -82,6 +82,12 @@ def test_pyramid_up_is_dlibs_to_the_bit():
         ours = cnn_detector._pyramid_up(torch.from_numpy(image.copy())[None])[0].numpy()
         assert ours.shape == (2 * h + 1, 2 * w + 2, 3)
         np.testing.assert_array_equal(ours, dlib.resize_image(image, 2 * h + 1, 2 * w + 2))
+    # Every width from 1 to 64 (where the four-lane loop hands over to the double one varies)
+    rng = np.random.default_rng(0)
+    for w in range(1, 65):
+        image = rng.integers(0, 256, (5, w, 3), dtype=np.uint8)
+        ours = cnn_detector._pyramid_up(torch.from_numpy(image)[None])[0].numpy()
+        np.testing.assert_array_equal(ours, dlib.resize_image(image, 11, 2 * w + 2), err_msg=f"width {w}")
 
 
 def test_batches_give_the_same_detections_as_one_by_one():
