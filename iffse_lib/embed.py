@@ -64,6 +64,9 @@ class DlibEmbedder:
         if num_jitters:
             self.model_tag = f"dlib-resnet-v1-jitter{num_jitters}"
 
+    def __repr__(self) -> str:
+        return f"DlibEmbedder(num_jitters={self.num_jitters})"
+
     def embed(self, chips: np.ndarray) -> np.ndarray:
         chips = _check_chips(chips)
         if len(chips) == 0:

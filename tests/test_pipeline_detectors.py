@@ -112,3 +112,36 @@ def test_cli_refuses_a_gpu_for_dlibs_embedder(tmp_path, capsys):
     Catalog(tmp_path / "data").close()
     assert main(["index", "--data", str(tmp_path / "data"), "--embedder", "dlib", "--device", "cuda"]) == 1
     assert "torch embedder" in capsys.readouterr().err
+
+
+def test_cnn_detector_pipeline(tmp_path, faces_dir):
+    """Four people's photos indexed with dlib's CNN detector in PyTorch: every photo's face is
+    found, each face's nearest other face is the same person, and each vector lies close to the
+    one the HOG pipeline makes of the same face (the boxes differ, the 68 landmarks barely)."""
+    pytest.importorskip("torch")
+    people = ("obama", "biden", "angelina_jolie", "alex_lacamoire")
+    names = [f"people/{who}/{p.name}" for who in people for p in sorted((faces_dir / "people" / who).iterdir())]
+    cat = _catalog(tmp_path, faces_dir, names, identity_from_folder=True)
+    embedder = get_embedder("torch")
+    done = pipeline.index_photos(cat, embedder, detector=faces.FaceDetector("cnn", 0), batch_size=8,
+                                 progress=False)
+    assert done["photos"] == len(names) >= 18 and done["photos_without_faces"] == 0
+    assert all(tags == {"cnn-up0"} for _, tags in _faces_per_photo(cat).values())
+    pipeline.build_index(cat, embedder.model_tag, progress=False)
+    searcher = Searcher(cat, embedder, detector=faces.FaceDetector("cnn", 0))
+    main_faces = cat.query("SELECT f.id, p.identity, p.path FROM faces f JOIN photos p ON p.id = f.photo_id "
+                           "WHERE f.idx = 0 ORDER BY f.id")
+    hits = [searcher.search_face(fid, k=1)["identity"].iloc[0] == who for fid, who, _ in main_faces]
+    assert all(hits), [r[2] for r, hit in zip(main_faces, hits) if not hit]
+
+    # The same photos through the HOG pipeline: the largest face's vector is nearly the same.
+    items = [(pid, str(cat.root / path), None) for pid, path in cat.query("SELECT id, path FROM photos ORDER BY id")]
+    hog = pipeline.run_batch(items, faces.FaceDetector("hog", 1), embedder)
+    by_hog = {key: v for key, v in zip(hog["keys"], hog["vectors"]) if key[1] == 0}
+    ids, vecs = cat.vectors(embedder.model_tag, [r[0] for r in main_faces])
+    photo_of = dict(cat.query("SELECT id, photo_id FROM faces"))
+    dist = np.array([np.linalg.norm(v - by_hog[(photo_of[int(i)], 0)]) for i, v in zip(ids, vecs)])
+    print(f"\n{len(dist)} faces: CNN- vs HOG-pipeline vector distance median {np.median(dist):.3f}, "
+          f"largest {dist.max():.3f}")
+    assert np.median(dist) < 0.1 and dist.max() < 0.3
+    cat.close()
