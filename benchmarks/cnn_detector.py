@@ -49,8 +49,8 @@ def compare(args) -> None:
           f"(CUDA {dlib.DLIB_USE_CUDA}), torch port on {args.device}", flush=True)
     cnn_detector.detect_rects(images.load_image(paths[0]), device=args.device)  # load the network
 
-    n_dlib = n_torch = matched = 0
-    worst_iou, worst_score = 1.0, 0.0
+    n_dlib = n_torch = matched = identical = 0
+    worst_iou, worst_score, worst_photo = 1.0, 0.0, None
     ms_dlib, ms_torch = [], []
     for path in paths:
         image = images.load_image(path)
@@ -67,7 +67,10 @@ def compare(args) -> None:
             best = max(ours, key=lambda o: iou(o[:4], rect[:4]), default=None)
             overlap = iou(best[:4], rect[:4]) if best else 0.0
             score_diff = abs(best[4] - rect[4]) if best else float("inf")
-            worst_iou = min(worst_iou, overlap)
+            if overlap < worst_iou:
+                worst_iou = overlap
+                worst_photo = (f"{path.relative_to(args.faces)}: dlib {rect[:4]}, "
+                               f"torch {best[:4] if best else None}")
             if best:
                 worst_score = max(worst_score, score_diff)
             if overlap >= 0.9:
@@ -75,6 +78,7 @@ def compare(args) -> None:
             if overlap < 0.9 or score_diff > 0.01:
                 problems.append(f"dlib {rect[:4]} {rect[4]:.4f} -> torch "
                                 f"{best[:4] if best else None} IoU {overlap:.3f}")
+        identical += sorted(r[:4] for r in theirs) == sorted(o[:4] for o in ours)
         if len(theirs) != len(ours) or problems:
             print(f"MISMATCH {path.relative_to(args.faces)} {image.shape[1]}x{image.shape[0]}: "
                   f"dlib {len(theirs)} boxes, torch {len(ours)}", flush=True)
@@ -86,7 +90,8 @@ def compare(args) -> None:
     dlib_ms, torch_ms = statistics.median(ms_dlib), statistics.median(ms_torch)
     print(f"photos {len(paths)}  dlib boxes {n_dlib}  torch boxes {n_torch}  "
           f"matched (IoU >= 0.9) {matched}/{n_dlib}")
-    print(f"worst IoU {worst_iou:.4f}  largest score difference {worst_score:.6f}")
+    print(f"photos whose boxes are dlib's to the pixel: {identical}/{len(paths)}")
+    print(f"worst IoU {worst_iou:.4f} ({worst_photo})  largest score difference {worst_score:.6f}")
     print(f"median ms per photo: dlib {dlib_ms:.1f}  torch ({args.device}) {torch_ms:.1f}  "
           f"ratio {dlib_ms / torch_ms:.1f}x; total s: dlib {sum(ms_dlib) / 1000:.1f}  "
           f"torch {sum(ms_torch) / 1000:.1f}", flush=True)

@@ -22,7 +22,7 @@ dlib's:
 2. the network, whose single output channel scores an 80 x 80 window at every 8th pixel;
 3. ``loss_mmod_::to_label``: every position scoring above the threshold becomes a window centred
    on the input point it maps to, mapped back from its pyramid level to the photo, rounded to
-   whole pixels, then greedy non-maximum suppression in descending score order with the
+   whole pixels (halves away from zero, as dlib 20 converts a drectangle), then greedy non-maximum suppression in descending score order with the
    overlap test stored in the file (numpy, vectorised over the positions);
 4. with ``upsample``, each kept rectangle mapped back to the photo with
    ``pyramid_down<2>::rect_down`` and rounded.
@@ -257,6 +257,13 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
+def _round_rect(x: np.ndarray) -> np.ndarray:
+    """drectangle -> rectangle as dlib 20 converts it: to the nearest integer, halves away from
+    zero (-4.5 -> -5; older dlib's floor(x + 0.5) made that -4). Exact: no x + 0.5 rounding."""
+    whole = np.trunc(x)
+    return (whole + np.sign(x) * (np.abs(x - whole) >= 0.5)).astype(np.int64)
+
+
 def _positions_to_rects(scores: np.ndarray, rects, opt, threshold: float, upsample: int):
     """loss_mmod_::to_label for one photo's score map, then rect_down for the upsampling:
     [(left, top, right, bottom, score)] in the photo, highest score first."""
@@ -282,7 +289,7 @@ def _positions_to_rects(scores: np.ndarray, rects, opt, threshold: float, upsamp
     for i in range(int(level.max())):  # pyramid_down<6>::point_up, once per level
         deeper = level > i
         corners[deeper] = corners[deeper] * up + 0.3
-    boxes = np.floor(corners + 0.5).astype(np.int64)
+    boxes = _round_rect(corners)
 
     order = np.argsort(-score, kind="stable")
     kept = _nms(boxes[order], opt.nms_iou_thresh, opt.nms_percent_covered_thresh)
@@ -291,7 +298,7 @@ def _positions_to_rects(scores: np.ndarray, rects, opt, threshold: float, upsamp
         down = boxes.astype(np.float64)
         for _ in range(upsample):
             down = down / 2 - np.array([1.25, 0.75, 1.25, 0.75])
-        boxes = np.floor(down + 0.5).astype(np.int64)
+        boxes = _round_rect(down)
     return [(int(l), int(t), int(r), int(b), float(s)) for (l, t, r, b), s in zip(boxes, score)]
 
 

@@ -1,7 +1,8 @@
 """dlib's CNN face detector in PyTorch (iffse_lib.cnn_detector) against dlib's own.
 
 dlib's CNN detector costs seconds of CPU a photo here (4x that upsampled), so a few small photos
-only: one, two and three faces, one where dlib's CNN finds none, and two upsampled.
+only: one, two and three faces, one where dlib's CNN finds none, one with a box reaching past the
+photo's left edge, and two upsampled.
 benchmarks/cnn_detector.py makes the same check on every photo of ../shared/data/faces.
 """
 
@@ -27,6 +28,7 @@ PHOTOS = [
     "multi/2008_001009.jpg",
     "multi/2008_001322.jpg",
     "multi/2008_002470.jpg",
+    "multi/deepface_selfie-many-people.jpg",  # a box from x = -4.5: dlib 20 rounds it to -5
 ]
 
 
@@ -70,6 +72,13 @@ def test_upsampled_detections_as_dlib(dlib_cnn):
     group = "multi/2008_002470.jpg"
     assert cnn_detector.detect_rects(images.load_image(FACES / group)) == []
     assert len(_check_same(group, dlib_cnn, 1)) >= 5
+
+
+def test_rectangles_rounded_as_dlib_rounds_them():
+    """drectangle -> rectangle: halves away from zero, also below zero."""
+    values = np.array([-4.5, -3.5, -0.5, 0.5, 2.5, -4.4999999, -4.5000001, 7.2, -7.7, 0.49999999999999994])
+    theirs = [dlib.rectangle(dlib.drectangle(v, v, 10.0, 10.0)).left() for v in values]
+    assert cnn_detector._round_rect(values).tolist() == theirs
 
 
 def test_pyramid_up_is_dlibs_to_the_bit():
