@@ -22,10 +22,13 @@ dlib's:
 2. the network, whose single output channel scores an 80 x 80 window at every 8th pixel;
 3. ``loss_mmod_::to_label``: every position scoring above the threshold becomes a window centred
    on the input point it maps to, mapped back from its pyramid level to the photo, rounded to
-   whole pixels (halves away from zero, as dlib 20 converts a drectangle), then greedy non-maximum suppression in descending score order with the
-   overlap test stored in the file (numpy, vectorised over the positions);
+   whole pixels (halves away from zero, as dlib 20 converts a drectangle), then greedy
+   non-maximum suppression in descending score order with the overlap test stored in the file
+   (numpy, vectorised over the positions);
 4. with ``upsample``, each kept rectangle mapped back to the photo with
    ``pyramid_down<2>::rect_down`` and rounded.
+
+On a GPU the convolutions run in IEEE float32 (cuDNN's TF32 default is turned off for the call).
 
 Batching: photos whose tiled tensors have the same size (which is photos of one size, e.g.
 LFW's 250 x 250) are stacked into one (N, 3, rows, cols) forward pass, at most ``batch_size``
