@@ -23,14 +23,16 @@
 # exact search at the end.
 
 # %%
-from iffse_lib import config, pipeline, plots, reduce
+from iffse_lib import config, faces, pipeline, plots, reduce
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 
 # %% tags=["parameters"]
 DATA_DIR = None         # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
 EMBEDDER = None         # None: the default (the fastest installed); "dlib" or "torch"
-UPSAMPLE = 1            # HOG upsampling
+DETECTOR = "hog"        # "hog": dlib's HOG (CPU); "cnn": dlib's CNN detector in PyTorch (README: Choosing the detector)
+UPSAMPLE = 1            # doublings of the photo before detecting: smaller faces, ~4x the time each
+DEVICE = "cpu"          # "cuda": the CNN detector, alignment and embedder on a GPU
 N_TREES = 50            # Annoy trees: more is better recall and a bigger index
 THRESHOLD = 0.6         # same-person distance drawn on the histograms
 N_TIMING_PHOTOS = 16    # photos timed stage by stage
@@ -42,15 +44,17 @@ SEED = 0
 # %%
 cat = Catalog(DATA_DIR, create=False)
 figures = plots.figures_dir(FIGURES_DIR, cat)
-embedder = get_embedder(EMBEDDER)
-embedder.model_tag
+embedder = get_embedder(EMBEDDER, device=DEVICE) if DEVICE != "cpu" else get_embedder(EMBEDDER)
+detector = faces.FaceDetector(DETECTOR, UPSAMPLE, DEVICE if DETECTOR == "cnn" else "cpu")
+detector.tag, embedder.model_tag
 
 # %% [markdown]
 # ## Detect, align, embed
-# Resumes where it stopped: photos done before are skipped.
+# Resumes where it stopped: photos done before are skipped (photos another detector found faces
+# in keep them; `redetect=True` detects them again).
 
 # %%
-indexed = pipeline.index_photos(cat, embedder, upsample=UPSAMPLE)
+indexed = pipeline.index_photos(cat, embedder, detector=detector)
 print(f"{indexed.get('photos', 0)} photos processed now, {indexed.get('vectors', 0)} new vectors, "
       f"{indexed['photos_per_s']} photos/s")
 indexed
@@ -61,7 +65,7 @@ indexed
 # catalogue was indexed just now or before.
 
 # %%
-timings = reduce.stage_timings(cat, N_TIMING_PHOTOS, embedder, upsample=UPSAMPLE, seed=SEED)
+timings = reduce.stage_timings(cat, N_TIMING_PHOTOS, embedder, seed=SEED, detector=detector)
 print(f"throughput: {timings.attrs['photos_per_s']:.2f} photos/s, {timings.attrs['faces_per_s']:.2f} faces/s")
 timings.round(3)
 
