@@ -47,10 +47,15 @@ def _embedder(args):
 
 
 def _detector(args):
+    """The FaceDetector of --detector/--upsample/--device; None for `search` without them (the
+    Searcher then uses the catalogue's own detector)."""
     from .faces import FaceDetector
 
+    if args.detector is None and args.upsample is None:
+        return None
+    kind = args.detector or "hog"
     upsample = config.DEFAULT_UPSAMPLE if args.upsample is None else args.upsample
-    return FaceDetector(args.detector, upsample, args.device if args.detector == "cnn" else "cpu")
+    return FaceDetector(kind, upsample, args.device if kind == "cnn" else "cpu")
 
 
 def cmd_collect(args) -> int:
@@ -83,6 +88,10 @@ def cmd_index(args) -> int:
 
     embedder = _embedder(args)
     detector = _detector(args)
+    if detector is None:
+        from .faces import FaceDetector
+
+        detector = FaceDetector("hog", config.DEFAULT_UPSAMPLE)
     on_dask = args.scheduler or args.workers
     with _catalog(args, create=False) as cat:
         cat.start_run("index", vars(args))
@@ -271,10 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     def embedder_option(p):
         p.add_argument("--embedder", default=None, help="dlib or torch (default: torch when installed)")
 
-    def device_options(p, what):
-        p.add_argument("--detector", choices=("hog", "cnn"), default="hog",
+    def device_options(p, what, default_detector):
+        p.add_argument("--detector", choices=("hog", "cnn"), default=None,
                        help="dlib's HOG detector (CPU), or dlib's CNN detector run in PyTorch (CPU or GPU; "
-                            "finds turned faces too) (default: %(default)s)")
+                            f"finds turned faces too) (default: {default_detector})")
         p.add_argument("--upsample", type=int, default=None,
                        help=f"double the photo this many times before detecting: smaller faces, ~4x the time "
                             f"each (default: {config.DEFAULT_UPSAMPLE})")
@@ -286,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = sub.add_parser("index", help="detect, align, embed and build the search index", parents=[common])
     embedder_option(index)
-    device_options(index, "search with the same one")
+    device_options(index, "search with the same one", "hog")
     index.add_argument("--redetect", action="store_true",
                        help="detect again the photos another --detector/--upsample found faces in, "
                             "replacing their faces and vectors (otherwise they are kept)")
@@ -309,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--threshold", type=float, default=None, help="drop matches farther than this")
     search.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(search)
-    device_options(search, "use the one the catalogue was indexed with")
+    device_options(search, "use the one the catalogue was indexed with",
+                   "the one that found most of the catalogue's faces")
     search.set_defaults(func=cmd_search)
 
     forget = sub.add_parser("forget", help="remove an owner's photos, or one photo, with their faces and vectors",

@@ -144,6 +144,14 @@ class FaceDetector:
     def tag(self) -> str:
         return f"{self.kind}-up{self.upsample}"
 
+    @classmethod
+    def from_tag(cls, tag: str, device: str = "cpu") -> "FaceDetector":
+        """The detector a catalogue tag names (``hog-up1``, ``cnn-up0``); ``device`` for a CNN one."""
+        kind, sep, up = tag.partition("-up")
+        if not sep or not up.isdigit() or kind not in DETECTORS:
+            raise ValueError(f"{tag!r} is not a detector tag such as 'hog-up1' or 'cnn-up0'")
+        return cls(kind, int(up), device if kind == "cnn" else "cpu")
+
     def detect_batch(self, images: list[np.ndarray]) -> list[list[tuple[Box, float]]]:
         """Boxes and scores for each of several (H, W, 3) uint8 RGB photos, largest face first."""
         if self.kind == "hog":

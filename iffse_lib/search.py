@@ -25,9 +25,10 @@ class Searcher:
     """Holds a catalogue, its index and an embedder for repeated queries (widgets, notebooks)."""
 
     def __init__(self, catalog: Catalog, embedder: Embedder | None = None, index: FaceIndex | None = None,
-                 upsample: int = config.DEFAULT_UPSAMPLE, detector: faces.FaceDetector | None = None):
-        """``detector`` finds the faces of query photos (default: dlib's HOG at ``upsample``);
-        use the one the catalogue was indexed with."""
+                 upsample: int | None = None, detector: faces.FaceDetector | None = None):
+        """``detector`` finds the faces of query photos; by default the one that found most of
+        the catalogue's faces (or dlib's HOG at ``upsample`` when that is given, or when the
+        catalogue has no faces), so that queries and catalogue are aligned alike."""
         from .pipeline import load_index
 
         self.catalog = catalog
@@ -38,7 +39,10 @@ class Searcher:
 
             raise ModelMismatch(f"the index holds {self.index.model_tag!r} vectors but the embedder makes "
                                 f"{self.embedder.model_tag!r} vectors")
-        self.detector = detector or faces.FaceDetector("hog", upsample)
+        if detector is None and upsample is None:
+            tag = catalog.scalar("SELECT detector FROM faces GROUP BY detector ORDER BY COUNT(*) DESC LIMIT 1")
+            detector = faces.FaceDetector.from_tag(tag) if tag else None
+        self.detector = detector or faces.FaceDetector("hog", config.DEFAULT_UPSAMPLE if upsample is None else upsample)
         self.upsample = self.detector.upsample
 
     def _matches(self, ids: np.ndarray, dists: np.ndarray, threshold: float | None, k: int):

@@ -145,3 +145,18 @@ def test_cnn_detector_pipeline(tmp_path, faces_dir):
           f"largest {dist.max():.3f}")
     assert np.median(dist) < 0.1 and dist.max() < 0.3
     cat.close()
+
+
+def test_search_uses_the_catalogues_detector(tmp_path, faces_dir):
+    """Without a detector, queries go through the one that found the catalogue's faces."""
+    names = [f"people/obama/{p.name}" for p in sorted((faces_dir / "people" / "obama").iterdir())]
+    cat = _catalog(tmp_path, faces_dir, names, identity_from_folder=True)
+    embedder = get_embedder()
+    pipeline.index_photos(cat, embedder, detector=faces.FaceDetector("hog", 0), progress=False)
+    pipeline.build_index(cat, embedder.model_tag, progress=False)
+    assert Searcher(cat, embedder).detector == faces.FaceDetector("hog", 0)
+    assert Searcher(cat, embedder, upsample=1).detector == faces.FaceDetector("hog", 1)
+    assert faces.FaceDetector.from_tag("cnn-up1", "cuda") == faces.FaceDetector("cnn", 1, "cuda")
+    with pytest.raises(ValueError, match="detector tag"):
+        faces.FaceDetector.from_tag("hog")
+    cat.close()
