@@ -50,7 +50,7 @@ def compare(args) -> None:
     cnn_detector.detect_rects(images.load_image(paths[0]), device=args.device)  # load the network
 
     n_dlib = n_torch = matched = identical = 0
-    worst_iou, worst_score, worst_photo = 1.0, 0.0, None
+    worst_iou, worst_score, worst_photo = 1.0, 0.0, "every box identical"
     ms_dlib, ms_torch = [], []
     for path in paths:
         image = images.load_image(path)
