@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # LFW for the demo: $IFFSE_LFW_DIR, else a ../shared/data/lfw copy beside the project, else download.
 LFW_DIR ?= $(or $(IFFSE_LFW_DIR),$(wildcard ../shared/data/lfw))
 
-.PHONY: demo test test-fast models lab screenshots venv venv-test clean check-notebooks
+.PHONY: demo test test-fast models lab screenshots venv venv-test clean check-notebooks gpu-bundle
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,8 @@ check-notebooks: venv-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The bundle benchmarks/gpu_check.py runs on a GPU machine (README: Running on a GPU).
+# DLIB_WHEEL: a dlib-bin wheel for that machine's Python, copied into the bundle if given.
+gpu-bundle: models venv
+	$(PY) benchmarks/gpu_check.py prepare --out gpu-bundle $(if $(DLIB_WHEEL),--wheel $(DLIB_WHEEL))

@@ -114,10 +114,11 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .search import Searcher
+    from .search import Searcher, catalog_detector
 
     with _catalog(args, create=False) as cat:
-        searcher = Searcher(cat, _embedder(args), detector=_detector(args))
+        detector = _detector(args) or (catalog_detector(cat, args.device) if args.device != "cpu" else None)
+        searcher = Searcher(cat, _embedder(args), detector=detector)
         results = searcher.search(args.photo, k=args.k, threshold=args.threshold)
     if args.json:
         payload = [{"query_box": list(df.attrs["query_box"].as_tuple()), "matches": df.to_dict("records")}

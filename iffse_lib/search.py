@@ -21,6 +21,12 @@ from .records import Detection
 COLUMNS = ["rank", "distance", "face_id", "photo_id", "identity", "path", "left", "top", "right", "bottom"]
 
 
+def catalog_detector(catalog: Catalog, device: str = "cpu") -> faces.FaceDetector | None:
+    """The detector that found most of the catalogue's faces (a CNN one on ``device``), or None."""
+    tag = catalog.scalar("SELECT detector FROM faces GROUP BY detector ORDER BY COUNT(*) DESC LIMIT 1")
+    return faces.FaceDetector.from_tag(tag, device) if tag else None
+
+
 class Searcher:
     """Holds a catalogue, its index and an embedder for repeated queries (widgets, notebooks)."""
 
@@ -40,8 +46,7 @@ class Searcher:
             raise ModelMismatch(f"the index holds {self.index.model_tag!r} vectors but the embedder makes "
                                 f"{self.embedder.model_tag!r} vectors")
         if detector is None and upsample is None:
-            tag = catalog.scalar("SELECT detector FROM faces GROUP BY detector ORDER BY COUNT(*) DESC LIMIT 1")
-            detector = faces.FaceDetector.from_tag(tag) if tag else None
+            detector = catalog_detector(catalog)
         self.detector = detector or faces.FaceDetector("hog", config.DEFAULT_UPSAMPLE if upsample is None else upsample)
         self.upsample = self.detector.upsample
 
