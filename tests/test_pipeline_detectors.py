@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from iffse_lib import faces, pipeline
+from iffse_lib import faces, images, pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.cli import main
 from iffse_lib.embed import get_embedder
@@ -160,3 +160,18 @@ def test_search_uses_the_catalogues_detector(tmp_path, faces_dir):
     with pytest.raises(ValueError, match="detector tag"):
         faces.FaceDetector.from_tag("hog")
     cat.close()
+
+
+def test_a_dask_task_carries_the_detector(faces_dir):
+    """What a Dask worker runs for a batch, with the detector pickled as the scheduler sends it."""
+    pytest.importorskip("torch")
+    import pickle
+
+    from iffse_lib.distributed import process_batch
+
+    detector = pickle.loads(pickle.dumps(faces.FaceDetector("cnn", 0)))
+    items = [(7, str(faces_dir / "multi" / "facerec_obama_and_biden.jpg"), None)]
+    result = process_batch(items, detector, "torch")
+    assert result["detector"] == "cnn-up0" and result["faces"] == 3 and len(result["keys"]) == 3
+    image = images.load_image(items[0][1])
+    assert [d.box for d in result["detected"][7]] == [b for b, _ in detector.detect_batch([image])[0]]
