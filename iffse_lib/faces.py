@@ -144,6 +144,11 @@ class FaceDetector:
     def tag(self) -> str:
         return f"{self.kind}-up{self.upsample}"
 
+    def finds(self) -> str:
+        """What it finds, for messages: "frontal faces of about 40 x 40 pixels and larger"."""
+        side = 80 // 2 ** self.upsample
+        return f"{'frontal ' if self.kind == 'hog' else ''}faces of about {side} x {side} pixels and larger"
+
     @classmethod
     def from_tag(cls, tag: str, device: str = "cpu") -> "FaceDetector":
         """The detector a catalogue tag names (``hog-up1``, ``cnn-up0``); ``device`` for a CNN one."""

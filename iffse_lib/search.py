@@ -83,10 +83,7 @@ class Searcher:
         found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b))
                  for b, s in self.detector.detect_batch([image])[0]]
         if not found:
-            smallest = 80 // 2 ** self.detector.upsample
-            raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds faces of about "
-                              f"{smallest} x {smallest} pixels and larger"
-                              + (", frontal ones only)" if self.detector.kind == "hog" else ")"))
+            raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds {self.detector.finds()})")
         chips = faces.face_chips(image, [d.landmarks for d in found])
         vectors = self.embedder.embed(chips)
         extra = len(exclude_face_ids or ())

@@ -215,8 +215,8 @@ class LookalikeSearch(_View):
             self._say(f"{name} is not a photo iffse can read ({exc.kind}): {exc}", _ERROR)
             return
         except NoFaceFound:
-            self._say(f"No face found in {name}. iffse's detector finds frontal faces of about 80 x 80 "
-                      "pixels and larger; try a closer or more frontal photo.", _WARN)
+            self._say(f"No face found in {name}. The catalogue's detector ({self.searcher.detector.tag}) finds "
+                      f"{self.searcher.detector.finds()}; try a closer or more frontal photo.", _WARN)
             return
         except Exception as exc:  # never a traceback in the widget
             log.exception("search failed")
