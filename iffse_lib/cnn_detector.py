@@ -64,8 +64,9 @@ PYRAMID_N = 6
 
 #: At most this many pixels of tiled pyramid per forward pass (a single larger photo still goes
 #: alone): with batch_size it bounds the memory a batch of large photos takes. On the CPU larger
-#: passes are slower, not faster (2 cores: 11 ms a 250 x 250 photo in passes of 4, 14 in passes
-#: of 16), so there a pass holds about 1 M pixels: four LFW photos.
+#: passes bring nothing (2 cores, 250 x 250 photos: 11-13 ms a photo in passes of 4, 13-16 ms in
+#: passes of 16, about the same as one by one), so there a pass holds about 1 M pixels: four LFW
+#: photos. Batching pays on a GPU.
 MAX_BATCH_PIXELS = {"cpu": 2**20, "cuda": 32 * 2**20}
 
 
