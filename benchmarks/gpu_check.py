@@ -113,14 +113,6 @@ def _sync(device: str):
     return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
 
-def _iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inner = max(0, w) * max(0, h)
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
-    return inner / (area(a) + area(b) - inner)
-
-
 def check_embedder(args, ref) -> None:
     import embed as embed_bench  # benchmarks/embed.py
 
@@ -141,6 +133,8 @@ def check_embedder(args, ref) -> None:
 
 
 def check_detector(args, ref, photos) -> None:
+    from cnn_detector import iou as _iou  # benchmarks/cnn_detector.py
+
     from iffse_lib import cnn_detector
 
     want: dict[int, list] = {}
