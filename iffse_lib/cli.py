@@ -1,7 +1,7 @@
 """The `iffse` command: a thin layer over the library.
 
 Exit codes: 0 ok; 1 an iffse error (bad input, missing model, no index…), with a one-line reason
-on stderr; 2 bad command-line usage; 130 interrupted.
+on stderr; 2 bad command-line usage; 130 interrupted; 141 the reader of the output went away.
 """
 
 from __future__ import annotations
