@@ -98,6 +98,8 @@ def compare(args) -> None:
 
 
 def throughput(args) -> None:
+    if args.lfw_photos <= 0:  # --lfw-photos 0: the comparison with dlib only
+        return
     paths = sorted(args.lfw.rglob("*.jpg"))[:args.lfw_photos]
     photos = [images.load_image(p) for p in paths]
     photos = [p for p in photos if p.shape == (250, 250, 3)]
