@@ -183,9 +183,8 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
     distributed = _distributed()
     n_workers_now = max(1, len(client.scheduler_info().get("workers", {})))
     window = 2 * n_workers_now + 2  # batches in flight: keeps every worker busy, bounds client memory
-    det_tag = detector.tag
     counts = Counter()
-    counts["other_detector"] = other_detector_photos(catalog, det_tag) if not redetect else 0
+    counts["other_detector"] = other_detector_photos(catalog, detector.tag) if not redetect else 0
     workers_seen: set[int] = set()
     t_start = time.perf_counter()
     bar = tqdm(total=n_photos, desc=f"index ({model_tag}, dask)", unit="photo", disable=not progress)
@@ -215,7 +214,7 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
             done[number] = result
             while next_commit in done:
                 r = done.pop(next_commit)
-                commit_batch(catalog, det_tag, r, times, counts)
+                commit_batch(catalog, r, times, counts)
                 workers_seen.add(r["worker_pid"])
                 bar.update(r["photos"])
                 bar.set_postfix(faces=counts["faces"], refresh=False)

@@ -99,17 +99,6 @@ ORDER BY p.id
 """
 
 
-def detector_tag(upsample: int) -> str:
-    """The tag of dlib's HOG detector at ``upsample`` (see :attr:`faces.FaceDetector.tag`)."""
-    return faces.FaceDetector("hog", upsample).tag
-
-
-def process_photo(image: np.ndarray, detector: faces.FaceDetector | int,
-                  times: StageTimes | None = None) -> list[Detection]:
-    """Detect faces and their landmarks in one image (the detect and landmarks stages)."""
-    return detect_and_landmark([image], faces.as_detector(detector), times)[0]
-
-
 def detect_and_landmark(images_: list[np.ndarray], detector: faces.FaceDetector,
                         times: StageTimes | None = None) -> list[list[Detection]]:
     """The detect and landmarks stages for several photos: boxes in one call (batched on the CNN
@@ -259,12 +248,12 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
             "items": {k: list(v) for k, v in times.items.items()}}
 
 
-def commit_batch(catalog: Catalog, det_tag: str, result: dict, times: StageTimes, counts: Counter) -> None:
+def commit_batch(catalog: Catalog, result: dict, times: StageTimes, counts: Counter) -> None:
     """Write one :func:`run_batch` result to the catalogue in one transaction; add up its counts."""
     for photo_id, kind, message in result["errors"]:
         catalog.record_error("load", kind, message, photo_id=photo_id)
     t = time.perf_counter()
-    catalog.save_batch(det_tag, result["detected"], result["model_tag"], result["vectors"], result["keys"])
+    catalog.save_batch(result["detector"], result["detected"], result["model_tag"], result["vectors"], result["keys"])
     times.add("commit", time.perf_counter() - t, per_item=False)
     for stage, secs in result["seconds"].items():
         times.seconds[stage] += secs
@@ -319,7 +308,7 @@ def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: i
     bar = tqdm(total=n_photos, desc=f"index ({detector.tag}, {embedder.model_tag})", unit="photo",
                disable=not progress)
     for items in batches:
-        commit_batch(catalog, detector.tag, run_batch(items, detector, embedder, loaders), times, counts)
+        commit_batch(catalog, run_batch(items, detector, embedder, loaders), times, counts)
         bar.update(len(items))
         bar.set_postfix(faces=counts["faces"], refresh=False)
     bar.close()
