@@ -90,10 +90,12 @@ def prepare(args) -> None:
             photo_of_face.append(i)
     landmarks = np.asarray(landmarks, np.float32)
     n_chips = min(args.chips, len(landmarks))
-    chips = []
+    chips, loaded = [], {}
     for face in range(n_chips):
-        image = images.load_image(out / "photos" / names[photo_of_face[face]])
-        chips.append(faces.face_chips(image, [landmarks[face]])[0])
+        i = photo_of_face[face]
+        if i not in loaded:
+            loaded[i] = images.load_image(out / "photos" / names[i])
+        chips.append(faces.face_chips(loaded[i], [landmarks[face]])[0])
     chips = np.asarray(chips, np.uint8)
     vectors = DlibEmbedder().embed(chips)
     np.savez_compressed(out / "reference.npz", names=np.array(names), rects=np.asarray(rects, np.float64),
