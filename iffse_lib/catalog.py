@@ -1,19 +1,32 @@
-"""The catalogue on disk: one data folder, one writer.
+"""The catalogue on disk: one data folder, one writer, any number of readers.
 
 ::
 
     data/
       catalog.sqlite    photos, sources, faces, vectors, models, runs, errors, crawl state (WAL mode)
+      catalog.id        the catalogue's id (also in the database; an index records it too)
+      catalog.lock      the writer's lock (see storage.WriterLock)
       raw/ab/abcd….jpg  collected photos, named by the sha256 of their bytes, never modified
       tmp/              photo files being written (renamed into raw/ when complete)
       vectors/<model>.npy   float32 (rows, dim) per model tag, append-only, memory-mapped to read
-      index/<model>.*   the Annoy index and its id map (see index.py)
+      index/<model>.*   the index and its id map (see index.py)
+
+One writer at a time: ``Catalog(path)`` takes an exclusive OS lock on ``catalog.lock`` for as long
+as it is open (a second writer waits, saying who it waits for, or with ``wait=False`` raises
+CatalogLocked). ``Catalog(path, readonly=True)`` opens the database read-only and never writes,
+repairs or truncates anything, so searches, stats and notebooks run while an index is being
+built; a :meth:`Catalog.snapshot` sees one consistent state (SQLite's WAL snapshot).
 
 Crash safety: a photo file is written to a temporary name, fsynced and renamed before its row is
-committed; vectors are appended and fsynced before the rows that point at them are committed, and
-the committed row count of each vector file lives in the database, so on open a file is cut back to
-what the database knows. A process killed at any moment therefore leaves a consistent catalogue, and
-the same command run again skips the work that was committed.
+committed; vectors are appended and fsynced inside the transaction that commits the rows pointing
+at them and the file's new committed row count, so rows past that count belong to a batch that
+never committed and the next writer overwrites them. A process killed at any moment therefore
+leaves a consistent catalogue, and the same command run again skips the work that was committed.
+
+Damage is found, never used: a database that is not one, or whose id differs from ``catalog.id``
+(a ``-wal`` file or database copied in from another catalogue), a folder with photos or vectors
+but no database, vector files shorter than the catalogue says, each raise CatalogDamaged with what
+to run. ``iffse check`` verifies every file (:mod:`iffse_lib.check`).
 """
 
 from __future__ import annotations
@@ -24,18 +37,22 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import threading
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
 
 import numpy as np
 
 from . import config
-from .errors import CatalogError, ModelMismatch
+from .errors import CatalogDamaged, CatalogError, CatalogLocked, DiskFull, IffseError, ModelMismatch
 from .records import Box, Detection, Face, PhotoRecord
+from .storage import VectorFile, WriterLock, disk_errors, fsync_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,6 +86,9 @@ CREATE TABLE IF NOT EXISTS sources (
     photo_id INTEGER REFERENCES photos(id) ON DELETE CASCADE,
     error TEXT,
     added_at TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    retry INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, source_id)
 );
 CREATE INDEX IF NOT EXISTS sources_photo ON sources(photo_id);
@@ -123,153 +143,177 @@ CREATE TABLE IF NOT EXISTS crawl_state (
 );
 """
 
+#: schema 1 -> 2: sources remember the file's size and mtime, and whether a failure may pass
+MIGRATIONS = {1: ["ALTER TABLE sources ADD COLUMN size INTEGER",
+                  "ALTER TABLE sources ADD COLUMN mtime_ns INTEGER",
+                  "ALTER TABLE sources ADD COLUMN retry INTEGER NOT NULL DEFAULT 0"]}
+
+#: rejection kinds that may pass on a later run with the file unchanged (unreadable for a while,
+#: gone for a while); a file still being copied is read again because its size or mtime changes
+RETRYABLE = frozenset({"unreadable", "missing"})
+#: crawl-state source of the owners and shortcodes removed with :meth:`Catalog.forget`
+OPTOUT_SOURCE = "instagram-optout"
+
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_NPY_HEADER_LEN = 128
+_ID_FILE = "catalog.id"
+_LOCK_FILE = "catalog.lock"
+#: the largest integer SQLite stores
+_MAX_ID = 2**63 - 1
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-class VectorFile:
-    """An append-only float32 ``.npy`` file of shape (rows, dim) whose header is rewritten in place.
-
-    The header is padded to a fixed 128 bytes, so numpy reads the file as it is
-    (``np.load(path, mmap_mode="r")``) and appending never moves the data.
-    """
-
-    def __init__(self, path: Path, dim: int, committed_rows: int):
-        self.path = Path(path)
-        self.dim = dim
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            self._write_header(0)
-        header_rows, header_dim = self._read_header()
-        if header_dim != dim:
-            raise CatalogError(f"{self.path}: vectors of dimension {header_dim}, expected {dim}")
-        rowbytes = 4 * dim
-        on_disk = (self.path.stat().st_size - _NPY_HEADER_LEN) // rowbytes
-        if on_disk < committed_rows:
-            raise CatalogError(
-                f"{self.path} holds {on_disk} vectors but the catalogue has {committed_rows}: "
-                "the file was truncated or replaced. Delete the model's vectors with "
-                "`iffse index --rebuild-vectors` to recompute them.")
-        if on_disk != committed_rows or header_rows != committed_rows:
-            # Rows past the committed count belong to a batch that never committed.
-            with open(self.path, "r+b") as fh:
-                fh.truncate(_NPY_HEADER_LEN + committed_rows * rowbytes)
-            self._write_header(committed_rows)
-        self.rows = committed_rows
-
-    def _header_bytes(self, rows: int) -> bytes:
-        text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, self.dim)
-        body = text.encode("latin1")
-        pad = _NPY_HEADER_LEN - 10 - len(body) - 1
-        return b"\x93NUMPY\x01\x00" + (_NPY_HEADER_LEN - 10).to_bytes(2, "little") + body + b" " * pad + b"\n"
-
-    def _write_header(self, rows: int) -> None:
-        mode = "r+b" if self.path.exists() else "wb"
-        with open(self.path, mode) as fh:
-            fh.seek(0)
-            fh.write(self._header_bytes(rows))
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def _read_header(self) -> tuple[int, int]:
-        with open(self.path, "rb") as fh:
-            try:
-                version = np.lib.format.read_magic(fh)
-                if version != (1, 0):
-                    raise ValueError(f"npy format version {version}")
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            except ValueError as exc:
-                raise CatalogError(f"{self.path} is not a vector file ({exc})") from None
-            if fh.tell() != _NPY_HEADER_LEN or dtype != np.dtype("<f4") or fortran or len(shape) != 2:
-                raise CatalogError(f"{self.path} is not an iffse vector file (header {shape}, {dtype})")
-        return int(shape[0]), int(shape[1])
-
-    def append(self, vectors: np.ndarray) -> int:
-        """Append (n, dim) vectors, fsync, and return the first new row number."""
-        vectors = np.ascontiguousarray(vectors, dtype="<f4")
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
-        start = self.rows
-        with open(self.path, "r+b") as fh:
-            fh.seek(_NPY_HEADER_LEN + start * 4 * self.dim)
-            fh.write(vectors.tobytes())
-            fh.seek(0)
-            fh.write(self._header_bytes(start + len(vectors)))
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.rows = start + len(vectors)
-        return start
-
-    def array(self) -> np.ndarray:
-        """The committed rows as a read-only memory map."""
-        if self.rows == 0:
-            return np.zeros((0, self.dim), np.float32)
-        return np.memmap(self.path, dtype="<f4", mode="r", offset=_NPY_HEADER_LEN, shape=(self.rows, self.dim))
+def _stderr(message: str) -> None:
+    print(f"iffse: {message}", file=sys.stderr, flush=True)
 
 
 class Catalog:
-    """The catalogue in ``data_dir``; created on first use.
+    """The catalogue in ``data_dir``.
 
-    One process writes at a time (SQLite serialises writers; a second writer waits up to 60 s).
+    Writers (the default) hold the catalogue's lock until :meth:`close`; ``create`` makes a new
+    catalogue where there is none. ``readonly=True`` opens an existing catalogue for reading
+    only: nothing on disk is written. ``wait=False`` raises CatalogLocked instead of waiting
+    for another writer; ``on_wait`` gets the waiting message (default: printed on stderr).
     Methods may be called from several threads; writes are serialised by a lock.
     """
 
-    def __init__(self, data_dir: str | Path | None = None, *, create: bool = True):
-        self.root = Path(data_dir if data_dir is not None else config.DATA_DIR).resolve()
+    def __init__(self, data_dir: str | Path | None = None, *, create: bool = True, readonly: bool = False,
+                 wait: bool = True, command: str = "iffse", on_wait: Callable[[str], None] | None = _stderr):
+        self.root = Path(data_dir if data_dir is not None else config.DATA_DIR).expanduser().resolve()
         self.db_path = self.root / "catalog.sqlite"
-        if not self.db_path.exists() and not create:
+        self.readonly = readonly
+        self.run_id: int | None = None
+        self._vector_files: dict[str, VectorFile] = {}
+        self._lock = threading.RLock()
+        self._writer: WriterLock | None = None
+        self.db = None
+        if self.root.exists() and not self.root.is_dir():
+            raise CatalogError(f"{self.root} is a file, not a catalogue folder: pass --data a folder")
+        has_db = self.db_path.is_file() and self.db_path.stat().st_size > 0
+        if not has_db and self._holds_data():
+            what = "empty" if self.db_path.exists() else "missing"
+            raise CatalogDamaged(
+                f"{self.root} holds photos or vectors but its catalog.sqlite is {what}, so it is not a new "
+                "catalogue: restore catalog.sqlite from a backup, or move the folder aside to start afresh")
+        if not has_db and (readonly or not create):
             raise CatalogError(
                 f"no catalogue in {self.root}. Collect photos first, e.g. `iffse collect lfw --data {self.root}`.")
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not readonly:
+            with disk_errors(self.root):
+                self.root.mkdir(parents=True, exist_ok=True)
+            self._writer = WriterLock(self.root / _LOCK_FILE, command, wait=wait, on_wait=on_wait).acquire()
+        try:
+            self._open_db()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ----------------------------------------------------------------------------
+    def _holds_data(self) -> bool:
+        for sub in ("raw", "vectors"):
+            folder = self.root / sub
+            if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+                return True
+        return False
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.readonly:
+            return sqlite3.connect(self.db_path, timeout=60, check_same_thread=False, isolation_level=None)
+        uri = "file:" + quote(str(self.db_path))
+        try:
+            db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=60, check_same_thread=False,
+                                 isolation_level=None)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        except sqlite3.OperationalError:
+            # A folder nobody may write (a shared, finished collection): nothing can change it, so
+            # SQLite may read it as immutable, without the -shm file it cannot create.
+            return sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+
+    def _open_db(self) -> None:
+        with self._sql_errors():
+            self.db = self._connect()
+            self.db.row_factory = sqlite3.Row
+            if self.readonly:
+                self.db.execute("PRAGMA query_only=ON")
+            else:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros
+            self.db.execute("PRAGMA foreign_keys=ON")
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            self._check_identity()  # before anything is repaired on the word of a foreign database
+        if self.readonly:
+            version = int(self.get_meta("schema_version", "0")) if "meta" in tables else 0
+            if not 1 <= version <= SCHEMA_VERSION:
+                raise CatalogDamaged(f"{self.db_path} is not an iffse catalogue this version reads "
+                                     f"(schema {version}). Run `iffse check --data {self.root}`.")
+        else:
+            self._prepare_for_writing(tables)
+
+    def _prepare_for_writing(self, tables: set[str]) -> None:
+        """Create or upgrade the schema, give the catalogue its id, and repair what a killed writer
+        left: temporary files, runs still marked running, vector rows that never committed."""
         (self.root / "raw").mkdir(exist_ok=True)
         (self.root / "tmp").mkdir(exist_ok=True)
-        self._remove_stale_temporaries()
-        self._lock = threading.RLock()
-        self.db = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        with self.transaction():
+        for tmp in (self.root / "tmp").glob("*.tmp"):  # we hold the lock: every writer before us is gone
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        with self.transaction() as db:
+            if "meta" in tables:
+                version = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+                if version > SCHEMA_VERSION:
+                    raise CatalogError(f"{self.db_path} has schema version {version}; this iffse reads up to "
+                                       f"{SCHEMA_VERSION}. Upgrade iffse.")
+                for old in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[old]:
+                        db.execute(statement)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
-                    self.db.execute(statement)
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise CatalogError(f"{self.db_path} has schema version {row[0]}; this iffse reads {SCHEMA_VERSION}")
-        self._vector_files: dict[str, VectorFile] = {}
-        self.run_id: int | None = None
+                    db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            if db.execute("SELECT value FROM meta WHERE key='catalog_id'").fetchone() is None:
+                ident = (self.root / _ID_FILE).read_text().strip() if (self.root / _ID_FILE).exists() else ""
+                db.execute("INSERT INTO meta VALUES ('catalog_id', ?)", (ident or uuid.uuid4().hex,))
+            db.execute("UPDATE runs SET status='killed', finished_at=? WHERE status='running'", (now(),))
+        if not (self.root / _ID_FILE).exists():
+            with disk_errors(self.root):
+                tmp = self.root / "tmp" / _ID_FILE
+                tmp.write_text(self.catalog_id + "\n")
+                os.replace(tmp, self.root / _ID_FILE)
+        with self.transaction() as db:
+            for tag, dim, n_rows in db.execute("SELECT tag, dim, n_rows FROM models").fetchall():
+                self._writable_vector_file(tag, dim, n_rows).cut_to_committed()
 
-    # -- plumbing ---------------------------------------------------------------------------
-    def _remove_stale_temporaries(self) -> None:
-        """Delete half-written photo files left by a process that was killed."""
-        for tmp in (self.root / "tmp").glob("*.tmp"):
-            try:
-                pid = int(tmp.name.split(".")[-3])
-                os.kill(pid, 0)  # the writer is still alive: leave its file alone
-            except (ValueError, IndexError, ProcessLookupError):
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-            except PermissionError:
-                pass
+    def _check_identity(self) -> None:
+        id_file = self.root / _ID_FILE
+        if id_file.exists():
+            expected = id_file.read_text().strip()
+            if expected and expected != self.catalog_id:
+                raise CatalogDamaged(
+                    f"{self.db_path} belongs to another catalogue (id {self.catalog_id}, but {id_file} says "
+                    f"{expected}): a database or -wal file was copied in from elsewhere. Restore this catalogue's "
+                    "own catalog.sqlite (and remove a foreign catalog.sqlite-wal), then run `iffse check`.")
+
+    @property
+    def catalog_id(self) -> str:
+        """A random id given to the catalogue when it was made; an index records it."""
+        return self.get_meta("catalog_id", "") or ""
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __enter__(self) -> "Catalog":
         return self
@@ -278,23 +322,64 @@ class Catalog:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Catalog({str(self.root)!r})"
+        return f"Catalog({str(self.root)!r}{', readonly=True' if self.readonly else ''})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _sql_errors(self) -> Iterator[None]:
+        """SQLite's errors as one-line iffse errors: a full disk, or a damaged database."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "full" in text:
+                raise DiskFull(f"no space left to write {self.db_path} ({text}): free some space and run the same "
+                               "command again; what was committed is kept") from None
+            if "locked" in text or "busy" in text:
+                raise CatalogLocked(f"{self.db_path} stayed locked by another process ({text}); try again") from None
+            if "readonly" in text or "read-only" in text:
+                raise CatalogLocked(f"{self.db_path} cannot be written here ({text})") from None
+            raise CatalogDamaged(f"{self.db_path} cannot be read ({text}). Run `iffse check --data {self.root}`.") \
+                from None
+        except sqlite3.DatabaseError as exc:
+            raise CatalogDamaged(f"{self.db_path} is damaged ({exc}): restore it from a backup; "
+                                 f"`iffse check --data {self.root}` says more") from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""
-        with self._lock:
+        """One atomic write: BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error. Writers only.
+
+        Every transaction also counts itself in ``meta``, so that each commit's pages in the
+        ``-wal`` file include the catalogue's id (a foreign ``-wal`` is then recognised)."""
+        if self.readonly:
+            raise CatalogLocked(f"{self.root} is open for reading only; open it without readonly=True to write")
+        with self._lock, self._sql_errors():
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                self.db.execute("INSERT INTO meta VALUES ('commits', '1') ON CONFLICT(key) "
+                                "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator["Catalog"]:
+        """Reads inside see one consistent state of the catalogue, whatever a writer commits meanwhile."""
+        with self._lock, self._sql_errors():
+            if self.db.in_transaction:
+                yield self
+                return
+            self.db.execute("BEGIN")
+            try:
+                yield self
+            finally:
+                self.db.execute("COMMIT")
+
     def query(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Rows of a read-only query; ``params`` positional (``?``) or named (``:name``)."""
-        with self._lock:
+        with self._lock, self._sql_errors():
             return self.db.execute(sql, params if isinstance(params, dict) else tuple(params)).fetchall()
 
     def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
@@ -315,6 +400,21 @@ class Catalog:
         with self.transaction() as db:
             db.execute("UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",
                        (now(), status, json.dumps(summary or {}, default=str), self.run_id))
+        self.run_id = None
+
+    @contextlib.contextmanager
+    def run(self, command: str, args: dict[str, Any] | None = None) -> Iterator[int]:
+        """A run recorded in ``runs``: finished ``ok`` (unless :meth:`finish_run` was called with a
+        summary inside), ``interrupted`` on Ctrl-C, or ``failed`` with the error's name."""
+        run_id = self.start_run(command, args)
+        try:
+            yield run_id
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            with contextlib.suppress(IffseError, sqlite3.Error):
+                self.finish_run(status, {"error": type(exc).__name__, "message": str(exc)[:500]})
+            raise
+        self.finish_run("ok")
 
     def record_error(self, stage: str, kind: str, message: str, *, source_kind: str | None = None,
                      source_id: str | None = None, photo_id: int | None = None, db=None) -> None:
@@ -334,11 +434,21 @@ class Catalog:
     def seen_sources(self, kind: str) -> set[str]:
         return {r[0] for r in self.query("SELECT source_id FROM sources WHERE kind=?", (kind,))}
 
+    def source_states(self, kind: str) -> dict[str, tuple[int | None, int | None, bool]]:
+        """``{source_id: (size, mtime_ns, retry)}`` of every source of ``kind`` seen before:
+        the file's size and mtime when it was read, and whether its failure may pass on a rerun."""
+        return {r[0]: (r[1], r[2], bool(r[3])) for r in self.query(
+            "SELECT source_id, size, mtime_ns, retry FROM sources WHERE kind=?", (kind,))}
+
     def photo_path(self, photo_id: int) -> Path:
         rel = self.scalar("SELECT path FROM photos WHERE id=?", (photo_id,))
         if rel is None:
             raise CatalogError(f"no photo {photo_id} in {self.root}")
         return self.root / rel
+
+    def photo_files(self) -> list[tuple[int, str, Path]]:
+        """(photo id, sha256, absolute path) of every photo, by id."""
+        return [(r[0], r[1], self.root / r[2]) for r in self.query("SELECT id, sha256, path FROM photos ORDER BY id")]
 
     def store_photo(self, record: PhotoRecord, data: bytes, width: int, height: int, ext: str) -> tuple[int, bool]:
         """Store validated photo bytes from ``record``; returns (photo_id, newly stored).
@@ -350,60 +460,133 @@ class Catalog:
         rel = f"raw/{digest[:2]}/{digest}{ext}"
         target = self.root / rel
         existing = self.query("SELECT id FROM photos WHERE sha256=?", (digest,))
+        wrote = False
         if not existing and not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / "tmp" / f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            _fsync_dir(target.parent)
-        with self.transaction() as db:
-            row = db.execute("SELECT id FROM photos WHERE sha256=?", (digest,)).fetchone()
-            created = row is None
-            if created:
-                cur = db.execute(
-                    "INSERT INTO photos (sha256, path, width, height, nbytes, source_kind, source_id, identity, "
-                    "meta, added_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (digest, rel, width, height, len(data), record.kind, record.source_id, record.identity,
-                     json.dumps(record.meta, default=str, sort_keys=True), now(), self.run_id))
-                photo_id = cur.lastrowid
-            else:
-                photo_id = row[0]
-            db.execute("INSERT OR REPLACE INTO sources (kind, source_id, photo_id, error, added_at) "
-                       "VALUES (?, ?, ?, NULL, ?)", (record.kind, record.source_id, photo_id, now()))
+            with disk_errors(self.root):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.root / "tmp" / f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+                try:
+                    with open(tmp, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                    raise
+                os.replace(tmp, target)
+                fsync_dir(target.parent)
+                wrote = True
+        size, mtime_ns = record.stamp or (None, None)
+        try:
+            with self.transaction() as db:
+                row = db.execute("SELECT id FROM photos WHERE sha256=?", (digest,)).fetchone()
+                created = row is None
+                if created:
+                    cur = db.execute(
+                        "INSERT INTO photos (sha256, path, width, height, nbytes, source_kind, source_id, identity, "
+                        "meta, added_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (digest, rel, width, height, len(data), record.kind, record.source_id, record.identity,
+                         json.dumps(record.meta, default=str, sort_keys=True), now(), self.run_id))
+                    photo_id = cur.lastrowid
+                else:
+                    photo_id = row[0]
+                db.execute("INSERT OR REPLACE INTO sources (kind, source_id, photo_id, error, added_at, size, "
+                           "mtime_ns, retry) VALUES (?, ?, ?, NULL, ?, ?, ?, 0)",
+                           (record.kind, record.source_id, photo_id, now(), size, mtime_ns))
+        except BaseException:
+            if wrote:  # no row points at the file we just wrote: leave no orphan behind
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            raise
         return photo_id, created
 
     def reject_source(self, record: PhotoRecord, stage: str, kind: str, message: str) -> None:
-        """Record that a source's photo was rejected, so a rerun skips it and reports it."""
+        """Record that a source's photo was rejected. A rerun reads it again when it may pass now
+        (``kind`` in :data:`RETRYABLE`) or when the file's size or mtime changed."""
+        size, mtime_ns = record.stamp or (None, None)
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO sources (kind, source_id, photo_id, error, added_at) "
-                       "VALUES (?, ?, NULL, ?, ?)", (record.kind, record.source_id, kind, now()))
+            db.execute("INSERT OR REPLACE INTO sources (kind, source_id, photo_id, error, added_at, size, mtime_ns, "
+                       "retry) VALUES (?, ?, NULL, ?, ?, ?, ?, ?)",
+                       (record.kind, record.source_id, kind, now(), size, mtime_ns, int(kind in RETRYABLE)))
             self.record_error(stage, kind, message, source_kind=record.kind, source_id=record.source_id, db=db)
 
     def remove_photos(self, photo_ids: Iterable[int]) -> int:
-        """Remove photos, their faces and vector rows, and their files. Returns how many went."""
-        ids = [int(i) for i in photo_ids]
+        """Remove photos with their faces and vectors, and erase them: the photo files are deleted,
+        the vectors' bytes overwritten with zeros, the database's freed pages zeroed (SQLite's
+        ``secure_delete``) and its ``-wal`` emptied. The next ``iffse index`` rewrites the index
+        without them. Returns how many photos went."""
+        ids = [int(i) for i in photo_ids if 0 <= int(i) <= _MAX_ID]
         if not ids:
             return 0
-        paths = []
+        paths: list[str] = []
+        erased: dict[str, list[int]] = {}
         with self.transaction() as db:
             for chunk in range(0, len(ids), 500):
                 part = ids[chunk:chunk + 500]
                 marks = ",".join("?" * len(part))
                 paths += [r[0] for r in db.execute(f"SELECT path FROM photos WHERE id IN ({marks})", part)]
-                db.execute(f"DELETE FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id IN ({marks}))", part)
+                for model, row in db.execute(
+                        f"SELECT model, row FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id IN "
+                        f"({marks}))", part):
+                    erased.setdefault(model, []).append(row)
+                db.execute(f"DELETE FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id IN ({marks}))",
+                           part)
                 db.execute(f"DELETE FROM faces WHERE photo_id IN ({marks})", part)
                 db.execute(f"DELETE FROM detections WHERE photo_id IN ({marks})", part)
                 db.execute(f"DELETE FROM errors WHERE photo_id IN ({marks})", part)
-                db.execute(f"UPDATE sources SET photo_id=NULL, error='forgotten' WHERE photo_id IN ({marks})", part)
+                db.execute(f"UPDATE sources SET photo_id=NULL, error='forgotten', retry=0 WHERE photo_id IN ({marks})",
+                           part)
                 db.execute(f"DELETE FROM photos WHERE id IN ({marks})", part)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
+            for model in erased:  # the next `iffse index` rewrites this model's index without them
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (f"index_erase:{model}",))
+            for model, rows in erased.items():
+                self._writable_vector_file(model).zero_rows(np.array(rows))
         for rel in paths:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / rel).unlink()
+        with self._lock, self._sql_errors():
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(paths)
+
+    def forget(self, *, owner: str | None = None, photo: str | int | None = None) -> int:
+        """Remove an owner's photos (``owner``: an Instagram username or owner id) or one photo, and
+        erase them (:meth:`remove_photos`); returns how many photos were removed.
+
+        ``photo`` is a catalogue photo id or an Instagram shortcode (every image of that post). An
+        owner or shortcode is remembered so that later Instagram crawls skip their posts. A name
+        or photo the catalogue does not hold raises CatalogError and remembers nothing.
+        """
+        if (owner is None) == (photo is None):
+            raise ValueError("give exactly one of owner= or photo=")
+        if owner is not None:
+            name = owner.strip().lstrip("@")
+            ids = [r[0] for r in self.query(
+                "SELECT id FROM photos WHERE lower(json_extract(meta, '$.username')) = lower(?) "
+                "OR json_extract(meta, '$.owner_id') = ?", (name, name))]
+            if not ids:
+                raise CatalogError(f"no photos of owner {name!r} in {self.root}; nothing was removed (to skip an "
+                                   "owner in future crawls, list them in a file given to --opt-out)")
+            key = name.lower()
+        else:
+            text = str(photo).strip()
+            ids = []
+            if text.isdigit() and int(text) <= _MAX_ID and self.scalar("SELECT 1 FROM photos WHERE id=?", (int(text),)):
+                ids, key = [int(text)], None
+            else:
+                ids = [r[0] for r in self.query("SELECT id FROM photos WHERE json_extract(meta, '$.shortcode') = ?",
+                                                (text,))]
+                key = text.lower()
+            if not ids:
+                raise CatalogError(f"no photo {text!r} (photo id or shortcode) in {self.root}; nothing was removed")
+        if key is not None:
+            self.set_state(OPTOUT_SOURCE, key, {"forgotten_at": now(), "photos": len(ids)})
+        return self.remove_photos(ids)
+
+    def forgotten_names(self) -> set[str]:
+        """Owners and shortcodes removed with :meth:`forget`; Instagram crawls skip them from then on."""
+        return {r[0].lower() for r in self.query("SELECT key FROM crawl_state WHERE source=?", (OPTOUT_SOURCE,))}
 
     # -- faces and vectors ------------------------------------------------------------------
     def model_info(self, tag: str) -> dict[str, Any] | None:
@@ -413,24 +596,37 @@ class Catalog:
     def model_tags(self) -> list[str]:
         return [r[0] for r in self.query("SELECT tag FROM models ORDER BY tag")]
 
+    def _writable_vector_file(self, tag: str, dim: int | None = None, n_rows: int | None = None) -> VectorFile:
+        """The writer's vector file of ``tag`` at the committed row count (read inside the caller's
+        transaction when ``n_rows`` is not given)."""
+        if dim is None or n_rows is None:
+            row = self.db.execute("SELECT dim, n_rows FROM models WHERE tag=?", (tag,)).fetchone()
+            dim, n_rows = row[0], row[1]
+        vf = self._vector_files.get(tag)
+        if vf is None or not vf.writable:
+            vf = VectorFile(self.root / "vectors" / f"{tag}.npy", dim, n_rows, writable=True)
+            self._vector_files[tag] = vf
+        vf.rows = n_rows
+        return vf
+
     def vector_file(self, tag: str, dim: int | None = None) -> VectorFile:
+        """The committed vectors of model ``tag`` (ModelMismatch when the catalogue has none, or
+        they are not ``dim``-dimensional)."""
         if not _TAG_RE.match(tag):
             raise ValueError(f"model tag {tag!r} may hold letters, digits and . _ + - only")
         info = self.model_info(tag)
         if info is None:
-            if dim is None:
-                raise ModelMismatch(f"no vectors of model {tag!r} in {self.root}; models here: {self.model_tags()}")
-            with self.transaction() as db:
-                db.execute("INSERT OR IGNORE INTO models (tag, dim, n_rows, created_at) VALUES (?, ?, 0, ?)",
-                           (tag, dim, now()))
-            info = self.model_info(tag)
+            raise ModelMismatch(f"no vectors of model {tag!r} in {self.root}; models here: {self.model_tags()}")
         if dim is not None and info["dim"] != dim:
             raise ModelMismatch(f"model {tag!r} has {info['dim']}-d vectors in this catalogue, not {dim}-d")
-        vf = self._vector_files.get(tag)
-        if vf is None or vf.rows != info["n_rows"]:
-            vf = VectorFile(self.root / "vectors" / f"{tag}.npy", info["dim"], info["n_rows"])
-            self._vector_files[tag] = vf
-        return vf
+        if self.readonly:
+            return VectorFile(self.root / "vectors" / f"{tag}.npy", info["dim"], info["n_rows"])
+        with self._lock:
+            vf = self._vector_files.get(tag)
+            if vf is None or vf.rows != info["n_rows"]:
+                vf = VectorFile(self.root / "vectors" / f"{tag}.npy", info["dim"], info["n_rows"], writable=True)
+                self._vector_files[tag] = vf
+            return vf
 
     def save_batch(self, detector: str, detected: dict[int, list[Detection] | str],
                    model: str | None, vectors: np.ndarray | None, vector_faces: list[tuple[int, int]]) -> None:
@@ -438,23 +634,24 @@ class Catalog:
 
         ``detected`` maps photo_id -> its new detections (or an error kind for a photo that failed);
         ``vector_faces`` lists, row by row of ``vectors``, the face each belongs to as
-        (photo_id, idx) so that faces detected in this same batch can be referenced.
+        (photo_id, idx) so that faces detected in this same batch can be referenced. The vectors
+        are appended (and fsynced) at the committed row count read inside the transaction.
         """
-        vf = None
-        start = 0
-        if model is not None and vectors is not None and len(vectors):
-            vf = self.vector_file(model, vectors.shape[1])
-            start = vf.append(vectors)  # fsynced before the rows that point at it commit
+        if model is not None and not _TAG_RE.match(model):
+            raise ValueError(f"model tag {model!r} may hold letters, digits and . _ + - only")
         with self.transaction() as db:
+            replaced: dict[str, list[int]] = {}
             for photo_id, result in detected.items():
                 if isinstance(result, str):
                     db.execute("INSERT OR REPLACE INTO detections (photo_id, detector, n_faces, error, run_id) "
                                "VALUES (?, ?, 0, ?, ?)", (photo_id, detector, result, self.run_id))
                     continue
                 # A photo detected again (another detector): its old faces and their vectors go.
-                if db.execute("DELETE FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id=?)",
-                              (photo_id,)).rowcount:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
+                for old_model, old_row in db.execute(
+                        "SELECT model, row FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id=?)",
+                        (photo_id,)).fetchall():
+                    replaced.setdefault(old_model, []).append(old_row)
+                db.execute("DELETE FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id=?)", (photo_id,))
                 db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
                 db.execute("INSERT OR REPLACE INTO detections (photo_id, detector, n_faces, error, run_id) "
                            "VALUES (?, ?, ?, NULL, ?)", (photo_id, detector, len(result), self.run_id))
@@ -463,30 +660,132 @@ class Catalog:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(photo_id, i, d.box.left, d.box.top, d.box.right, d.box.bottom, d.score,
                       np.asarray(d.landmarks, "<f4").tobytes(), detector) for i, d in enumerate(result)])
-            if vf is not None:
-                face_ids = [db.execute("SELECT id FROM faces WHERE photo_id=? AND idx=?", key).fetchone()[0]
-                            for key in vector_faces]
+            if replaced:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
+            if model is not None and vectors is not None and len(vectors):
+                db.execute("INSERT OR IGNORE INTO models (tag, dim, n_rows, created_at) VALUES (?, ?, 0, ?)",
+                           (model, int(vectors.shape[1]), now()))
+                dim = db.execute("SELECT dim FROM models WHERE tag=?", (model,)).fetchone()[0]
+                if dim != vectors.shape[1]:
+                    raise ModelMismatch(f"model {model!r} has {dim}-d vectors in this catalogue, "
+                                        f"not {vectors.shape[1]}-d")
+                vf = self._writable_vector_file(model)
+                start = vf.append(vectors)  # fsynced before the rows that point at it commit
+                photo_ids = sorted({int(key[0]) for key in vector_faces})
+                face_id: dict[tuple[int, int], int] = {}
+                for chunk in range(0, len(photo_ids), 500):
+                    part = photo_ids[chunk:chunk + 500]
+                    face_id.update({(r[0], r[1]): r[2] for r in db.execute(
+                        f"SELECT photo_id, idx, id FROM faces WHERE photo_id IN ({','.join('?' * len(part))})", part)})
                 db.executemany("INSERT INTO vectors (face_id, model, row, run_id) VALUES (?, ?, ?, ?)",
-                               [(fid, model, start + i, self.run_id) for i, fid in enumerate(face_ids)])
+                               [(face_id[(int(key[0]), int(key[1]))], model, start + i, self.run_id)
+                                for i, key in enumerate(vector_faces)])
                 db.execute("UPDATE models SET n_rows=? WHERE tag=?", (vf.rows, model))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
+            for old_model, rows in replaced.items():  # the replaced vectors are erased, not left behind
+                self._writable_vector_file(old_model).zero_rows(np.array(rows))
+
+    def pending_photos(self, model: str, redetect: str | None = None) -> list[tuple[int, Path, bool]]:
+        """(photo id, absolute path, detected) of the photos that need work for ``model``: never
+        detected, detected by another detector than ``redetect``, failed for a reason that may pass
+        (:data:`RETRYABLE`), or with faces that lack a ``model`` vector."""
+        retry = sorted(RETRYABLE)
+        rows = self.query(f"""
+            SELECT p.id, p.path,
+                   d.photo_id IS NOT NULL AND d.error IS NULL AND (? IS NULL OR d.detector = ?) AS detected
+            FROM photos p LEFT JOIN detections d ON d.photo_id = p.id
+            WHERE d.photo_id IS NULL
+               OR d.error IN ({','.join('?' * len(retry))})
+               OR (? IS NOT NULL AND d.detector != ?)
+               OR EXISTS (SELECT 1 FROM faces f WHERE f.photo_id = p.id
+                          AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.face_id = f.id AND v.model = ?))
+            ORDER BY p.id""", [redetect, redetect, *retry, redetect, redetect, model])
+        return [(r[0], self.root / r[1], bool(r[2])) for r in rows]
+
+    def faces_to_embed(self, photo_ids: list[int], model: str) -> dict[int, list[tuple[np.ndarray, int]]]:
+        """For detected photos: ``{photo_id: [(landmarks, face index), …]}`` of the faces without a
+        ``model`` vector (one query for all of them)."""
+        out: dict[int, list[tuple[np.ndarray, int]]] = {pid: [] for pid in photo_ids}
+        for chunk in range(0, len(photo_ids), 500):
+            part = photo_ids[chunk:chunk + 500]
+            for r in self.query(
+                    f"SELECT f.photo_id, f.idx, f.landmarks FROM faces f WHERE f.photo_id IN "
+                    f"({','.join('?' * len(part))}) AND NOT EXISTS (SELECT 1 FROM vectors v WHERE "
+                    "v.face_id = f.id AND v.model = ?) ORDER BY f.photo_id, f.idx", [*part, model]):
+                out[r[0]].append((np.frombuffer(r[2], "<f4").reshape(68, 2).copy(), r[1]))
+        return out
+
+    def other_detector_photos(self, tag: str) -> int:
+        """Photos whose faces were found by a detector other than ``tag``."""
+        return int(self.scalar("SELECT COUNT(*) FROM detections WHERE detector != ? AND error IS NULL", (tag,)))
+
+    def main_detector(self) -> str | None:
+        """The tag of the detector that found most of the catalogue's faces (None without faces)."""
+        return self.scalar("SELECT detector FROM faces GROUP BY detector ORDER BY COUNT(*) DESC LIMIT 1")
+
+    def vector_rows(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(face_ids, vector-file rows) of every face with a ``model`` vector, by face id."""
+        rows = self.query("SELECT face_id, row FROM vectors WHERE model=? ORDER BY face_id", (model,))
+        return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64))
 
     def vectors(self, model: str, face_ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(face_ids, vectors) of ``model``, ordered by face id; vectors are a float32 copy."""
-        vf = self.vector_file(model)
-        if face_ids is None:
-            rows = self.query("SELECT face_id, row FROM vectors WHERE model=? ORDER BY face_id", (model,))
-        else:
-            wanted = [int(f) for f in face_ids]
-            rows = []
+        with self.snapshot():
+            vf = self.vector_file(model)
+            if face_ids is None:
+                ids, rownums = self.vector_rows(model)
+            else:
+                wanted = [int(f) for f in face_ids if 0 <= int(f) <= _MAX_ID]
+                rows = []
+                for chunk in range(0, len(wanted), 500):
+                    part = wanted[chunk:chunk + 500]
+                    rows += self.query(f"SELECT face_id, row FROM vectors WHERE model=? AND face_id IN "
+                                       f"({','.join('?' * len(part))})", [model, *part])
+                rows.sort(key=lambda r: r[0])
+                ids = np.array([r[0] for r in rows], dtype=np.int64)
+                rownums = np.array([r[1] for r in rows], dtype=np.int64)
+            return ids, np.asarray(vf.array()[rownums], dtype=np.float32)
+
+    def drop_vectors(self, model: str, face_ids: Iterable[int]) -> int:
+        """Delete these faces' ``model`` vectors and zero their bytes (``iffse index`` computes them
+        again from the raw photos); returns how many went."""
+        wanted = [int(f) for f in face_ids]
+        gone: list[int] = []
+        with self.transaction() as db:
             for chunk in range(0, len(wanted), 500):
                 part = wanted[chunk:chunk + 500]
-                rows += self.query(f"SELECT face_id, row FROM vectors WHERE model=? AND face_id IN "
-                                   f"({','.join('?' * len(part))})", [model, *part])
-            rows.sort(key=lambda r: r[0])
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        rownums = np.array([r[1] for r in rows], dtype=np.int64)
-        return ids, np.asarray(vf.array()[rownums], dtype=np.float32)
+                marks = ",".join("?" * len(part))
+                gone += [r[0] for r in db.execute(f"SELECT row FROM vectors WHERE model=? AND face_id IN ({marks})",
+                                                  [model, *part])]
+                db.execute(f"DELETE FROM vectors WHERE model=? AND face_id IN ({marks})", [model, *part])
+            if gone:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
+                self._writable_vector_file(model).zero_rows(np.array(gone))
+        return len(gone)
+
+    def cut_vectors(self, model: str, rows: int) -> int:
+        """Keep only the first ``rows`` rows of ``model``'s vector file (it lost the rest): vectors
+        past them are deleted, to be computed again. Returns how many vectors went."""
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM vectors WHERE model=? AND row >= ?", (model, rows)).rowcount
+            db.execute("UPDATE models SET n_rows=? WHERE tag=?", (rows, model))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
+            self._vector_files.pop(model, None)
+            self._writable_vector_file(model).cut_to_committed()
+        return gone
+
+    def erase_vector_rows(self, model: str, rows: np.ndarray) -> None:
+        """Zero rows of ``model``'s vector file that no face refers to (left by an older iffse)."""
+        with self.transaction() as db:
+            used = {r[0] for r in db.execute("SELECT row FROM vectors WHERE model=?", (model,))}
+            rows = np.array([r for r in np.asarray(rows, np.int64).tolist() if r not in used], np.int64)
+            self._writable_vector_file(model).zero_rows(rows)
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's ``integrity_check`` and ``foreign_key_check`` find (empty when sound)."""
+        found = [r[0] for r in self.query("PRAGMA integrity_check") if r[0] != "ok"]
+        found += [f"row {r[1]} of {r[0]} points at a missing {r[2]}" for r in self.query("PRAGMA foreign_key_check")]
+        return found
 
     def face(self, face_id: int) -> Face:
         rows = self.query("SELECT * FROM faces WHERE id=?", (face_id,))

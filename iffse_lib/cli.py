@@ -12,13 +12,26 @@ import sys
 from pathlib import Path
 
 from . import config
+from .argtypes import bounded, existing_file, nonnegative_int, positive_int
 from .errors import IffseError
 
+#: upper bounds of command-line values (a typo never asks for a terabyte)
+MAX_UPSAMPLE = 3
+MAX_K = 100_000
+MAX_BATCH = 100_000
+MAX_TREES = 1_000
+MAX_WORKERS = 1_024
 
-def _catalog(args, create: bool = True):
+
+def _catalog(args, create: bool = True, readonly: bool = False):
+    """The catalogue of --data: a reader opens it read-only; a writer takes its lock, waiting for
+    another writer unless --no-wait."""
     from .catalog import Catalog
 
-    return Catalog(args.data, create=create)
+    command = " ".join(["iffse", args.command] + [v for v in (getattr(args, "source", None),
+                                                               getattr(args, "evaluation", None)) if v])
+    return Catalog(args.data, create=create, readonly=readonly, wait=not getattr(args, "no_wait", False),
+                   command=command)
 
 
 def _say(args, *lines) -> None:
@@ -73,8 +86,7 @@ def cmd_collect(args) -> int:
         source = LFWSource(args.lfw_dir, limit=args.limit)
     else:  # pragma: no cover - argparse restricts the choices
         raise IffseError(f"unknown source {args.source}")
-    with _catalog(args) as cat:
-        cat.start_run(f"collect {args.source}", vars(args))
+    with _catalog(args) as cat, cat.run(f"collect {args.source}", vars(args)):
         counts = pipeline.collect(cat, source, progress=not args.quiet)
         cat.finish_run("ok", counts)
         _say(args, f"collected from {args.source}: {counts.get('stored', 0)} new photos, "
@@ -93,8 +105,7 @@ def cmd_index(args) -> int:
 
         detector = FaceDetector("hog", config.DEFAULT_UPSAMPLE)
     on_dask = args.scheduler or args.workers
-    with _catalog(args, create=False) as cat:
-        cat.start_run("index", vars(args))
+    with _catalog(args, create=False) as cat, cat.run("index", vars(args)):
         counts = pipeline.index_photos(cat, args.embedder if on_dask and not _embedder_kwargs(args) else embedder,
                                        detector=detector, redetect=args.redetect, batch_size=args.batch,
                                        progress=not args.quiet, scheduler=args.scheduler, workers=args.workers)
@@ -116,7 +127,7 @@ def cmd_index(args) -> int:
 def cmd_search(args) -> int:
     from .search import Searcher, catalog_detector
 
-    with _catalog(args, create=False) as cat:
+    with _catalog(args, create=False, readonly=True) as cat:
         detector = _detector(args) or (catalog_detector(cat, args.device) if args.device != "cpu" else None)
         searcher = Searcher(cat, _embedder(args), detector=detector)
         results = searcher.search(args.photo, k=args.k, threshold=args.threshold)
@@ -166,16 +177,28 @@ def cmd_collect_instagram(args) -> int:
 
 
 def cmd_forget(args) -> int:
-    from .sources.instagram import forget
-
-    with _catalog(args, create=False) as cat:
-        removed = forget(cat, owner=args.owner, photo=args.photo)
-    _say(args, f"removed {removed} photos with their faces and vectors; run `iffse index` to rebuild the index")
+    with _catalog(args, create=False) as cat, cat.run("forget", vars(args)):
+        removed = cat.forget(owner=args.owner, photo=args.photo)
+    _say(args, f"removed {removed} photos with their faces and vectors, and erased their files and vectors; "
+               "run `iffse index` to rewrite the index without them")
     return 0
 
 
+def cmd_check(args) -> int:
+    from .check import check_catalog
+
+    findings = check_catalog(args.data, repair=args.repair, progress=not args.quiet)
+    sound = all(f.ok or f.repaired for f in findings)
+    if args.json:
+        print(json.dumps({"sound": sound, "findings": [f.__dict__ for f in findings]}, indent=2))
+    else:
+        for f in findings:
+            print(f.line())
+    return 0 if sound else 1
+
+
 def cmd_stats(args) -> int:
-    with _catalog(args, create=False) as cat:
+    with _catalog(args, create=False, readonly=True) as cat:
         counts = cat.counts()
         counts["data"] = str(cat.root)
         counts["index_stale"] = cat.get_meta("index_stale", "1") == "1"
@@ -213,7 +236,7 @@ def cmd_evaluate_lfw_pairs(args) -> int:
     from .evaluate import evaluate_lfw_pairs
 
     lfw_dir = args.lfw_dir or os.environ.get("IFFSE_LFW_DIR") or None
-    catalog = _catalog(args, create=False) if args.data is not None else None
+    catalog = _catalog(args, create=False, readonly=True) if args.data is not None else None
     try:
         result = evaluate_lfw_pairs(args.pairs, lfw_dir=lfw_dir, catalog=catalog, embedder=get_embedder(args.embedder),
                                     upsample=args.upsample, progress=not args.quiet)
@@ -228,7 +251,7 @@ def cmd_evaluate_retrieval(args) -> int:
     from .embed import get_embedder
     from .evaluate import evaluate_retrieval
 
-    with _catalog(args, create=False) as cat:
+    with _catalog(args, create=False, readonly=True) as cat:
         result = evaluate_retrieval(cat, get_embedder(args.embedder).model_tag, depth=args.depth,
                                     max_queries=args.max_queries, progress=not args.quiet)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
@@ -239,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, default=config.DATA_DIR, help="catalogue folder (default: %(default)s)")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
+    common.add_argument("--no-wait", action="store_true",
+                        help="when another process is writing the catalogue, exit (status 1) instead of waiting")
 
     parser = argparse.ArgumentParser(prog="iffse", description="Index the faces in photo collections and "
                                      "search them by likeness.", parents=[common])
@@ -253,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     lfw = csub.add_parser("lfw", help="Labeled Faces in the Wild (local copy or download)", parents=[common])
     lfw.add_argument("--lfw-dir", type=Path, default=None,
                      help="a local copy in LFW's layout (default: $IFFSE_LFW_DIR, else download)")
-    lfw.add_argument("--limit", type=int, default=None, help="only the first N photos")
+    lfw.add_argument("--limit", type=positive_int, default=None, help="only the first N photos")
     insta = csub.add_parser("instagram", help="the photos of hashtags (see README: Collecting from Instagram)",
                             parents=[common])
     insta.add_argument("--tag", action="append", required=True, help="a hashtag, without # (repeatable)")
@@ -285,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--detector", choices=("hog", "cnn"), default=None,
                        help="dlib's HOG detector (CPU), or dlib's CNN detector run in PyTorch (CPU or GPU; "
                             f"finds turned faces too) (default: {default_detector})")
-        p.add_argument("--upsample", type=int, default=None,
+        p.add_argument("--upsample", type=bounded(int, 0, MAX_UPSAMPLE), default=None,
                        help=f"double the photo this many times before detecting: smaller faces, ~4x the time "
                             f"each (default: {config.DEFAULT_UPSAMPLE})")
         p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N): where the CNN detector, the "
@@ -300,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--redetect", action="store_true",
                        help="detect again the photos another --detector/--upsample found faces in, "
                             "replacing their faces and vectors (otherwise they are kept)")
-    index.add_argument("--batch", type=int, default=config.DEFAULT_BATCH, help="photos per batch (default: %(default)s)")
-    index.add_argument("--n-trees", type=int, default=config.DEFAULT_N_TREES, help="Annoy trees (default: %(default)s)")
+    index.add_argument("--batch", type=bounded(int, 1, MAX_BATCH), default=config.DEFAULT_BATCH,
+                       help="photos per batch (default: %(default)s)")
+    index.add_argument("--n-trees", type=bounded(int, 1, MAX_TREES), default=config.DEFAULT_N_TREES,
+                       help="Annoy trees (default: %(default)s)")
     index.add_argument("--rebuild", action="store_true",
                        help="rebuild the whole index (otherwise new faces are searched exactly until they pass "
                             "10%% of the index, 1,000 to 50,000 faces)")
@@ -309,14 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="index backend for a rebuild (default: annoy below 100,000 faces, hnsw from there on)")
     index.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                        help="run the stages on this Dask cluster (README: Running on a cluster)")
-    index.add_argument("--workers", type=int, default=None, metavar="N",
+    index.add_argument("--workers", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",
                        help="run the stages on a local Dask cluster of N processes")
     index.set_defaults(func=cmd_index)
 
     search = sub.add_parser("search", help="find lookalikes of the faces in a photo", parents=[common])
-    search.add_argument("photo", type=Path)
-    search.add_argument("-k", type=int, default=config.DEFAULT_K, help="matches per face (default: %(default)s)")
-    search.add_argument("--threshold", type=float, default=None, help="drop matches farther than this")
+    search.add_argument("photo", type=existing_file)
+    search.add_argument("-k", type=bounded(int, 1, MAX_K), default=config.DEFAULT_K,
+                        help="matches per face, at most the faces indexed (default: %(default)s)")
+    search.add_argument("--threshold", type=bounded(float, 0), default=None, help="drop matches farther than this")
     search.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(search)
     device_options(search, "use the one the catalogue was indexed with",
@@ -330,13 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--photo", help="a catalogue photo id or an Instagram shortcode")
     forget.set_defaults(func=cmd_forget)
 
+    check = sub.add_parser("check", help="verify every file of the catalogue; --repair rebuilds what the raw "
+                           "photos allow", parents=[common])
+    check.add_argument("--repair", action="store_true",
+                       help="delete orphan files, compute lost or damaged vectors again, erase leftover vector "
+                            "bytes, rebuild a mismatched index")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(func=cmd_check)
+
     stats = sub.add_parser("stats", help="what the catalogue holds", parents=[common])
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
 
     demo = sub.add_parser("demo", help="collect LFW, index it and run one search", parents=[common])
     demo.add_argument("--lfw-dir", type=Path, default=None, help="LFW copy (default: $IFFSE_LFW_DIR, else download)")
-    demo.add_argument("--limit", type=int, default=None, help="only the first N LFW photos")
+    demo.add_argument("--limit", type=positive_int, default=None, help="only the first N LFW photos")
     embedder_option(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -346,10 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  parents=[common])
     make_pairs.add_argument("--lfw-dir", type=Path, required=True, help="LFW copy (<Name>/<Name>_NNNN.jpg)")
     make_pairs.add_argument("--out", type=Path, required=True, help="pairs file to write")
-    make_pairs.add_argument("--folds", type=int, default=10, help="folds (default: %(default)s)")
-    make_pairs.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    make_pairs.add_argument("--max-same-per-person", type=int, default=None, help="cap on one person's same pairs")
-    make_pairs.add_argument("--max-per-fold", type=int, default=None, help="cap on each kind of pair per fold")
+    make_pairs.add_argument("--folds", type=bounded(int, 1, 100), default=10, help="folds (default: %(default)s)")
+    make_pairs.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default: %(default)s)")
+    make_pairs.add_argument("--max-same-per-person", type=positive_int, default=None,
+                            help="cap on one person's same pairs")
+    make_pairs.add_argument("--max-per-fold", type=positive_int, default=None, help="cap on each kind of pair per fold")
     make_pairs.set_defaults(func=cmd_evaluate_make_pairs)
     optional_data = argparse.ArgumentParser(add_help=False)
     optional_data.add_argument("--data", type=Path, default=None,
@@ -358,15 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     lfw_pairs = esub.add_parser("lfw-pairs", help="LFW's ten-fold verification protocol", parents=[optional_data])
     lfw_pairs.add_argument("--pairs", type=Path, required=True, help="pairs file in LFW's format (pairs.txt)")
     lfw_pairs.add_argument("--lfw-dir", type=Path, default=None, help="LFW copy (default: $IFFSE_LFW_DIR)")
-    lfw_pairs.add_argument("--upsample", type=int, default=config.DEFAULT_UPSAMPLE,
+    lfw_pairs.add_argument("--upsample", type=bounded(int, 0, MAX_UPSAMPLE), default=config.DEFAULT_UPSAMPLE,
                            help="HOG upsampling (default: %(default)s)")
     lfw_pairs.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(lfw_pairs)
     lfw_pairs.set_defaults(func=cmd_evaluate_lfw_pairs)
     retrieval = esub.add_parser("retrieval", help="precision@1, @5 and mAP, exact search vs the index",
                                 parents=[common])
-    retrieval.add_argument("--depth", type=int, default=100, help="ranks scored for mAP (default: %(default)s)")
-    retrieval.add_argument("--max-queries", type=int, default=None,
+    retrieval.add_argument("--depth", type=bounded(int, 1, MAX_K), default=100,
+                           help="ranks scored for mAP (default: %(default)s)")
+    retrieval.add_argument("--max-queries", type=positive_int, default=None,
                            help="score this many random queries (default: every labelled face)")
     retrieval.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(retrieval)

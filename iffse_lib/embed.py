@@ -21,6 +21,9 @@ from . import config
 from .errors import IffseError
 from .models import model_path
 
+#: The tag of float32 vectors of dlib's face ResNet, from either embedder.
+MODEL_TAG = "dlib-resnet-v1"
+
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -54,7 +57,7 @@ def _check_chips(chips: np.ndarray) -> np.ndarray:
 class DlibEmbedder:
     """dlib's face ResNet through ``compute_face_descriptor`` (the reference implementation)."""
 
-    model_tag = "dlib-resnet-v1"
+    model_tag = MODEL_TAG
     dim = 128
 
     def __init__(self, num_jitters: int = 0):
@@ -62,7 +65,7 @@ class DlibEmbedder:
             raise ValueError("num_jitters must be >= 0")
         self.num_jitters = num_jitters
         if num_jitters:
-            self.model_tag = f"dlib-resnet-v1-jitter{num_jitters}"
+            self.model_tag = f"{MODEL_TAG}-jitter{num_jitters}"
 
     def __repr__(self) -> str:
         return f"DlibEmbedder(num_jitters={self.num_jitters})"
@@ -100,3 +103,14 @@ def get_embedder(name: str | None = None, **kwargs) -> Embedder:
     except KeyError:
         raise IffseError(f"unknown embedder {name!r}; choose one of {sorted(EMBEDDERS)}") from None
     return factory(**kwargs)
+
+
+def embedder_for_tag(tag: str) -> Embedder:
+    """The embedder that makes vectors of model ``tag`` (to compute lost vectors again)."""
+    if tag == MODEL_TAG:
+        return get_embedder()
+    if tag.startswith(MODEL_TAG + "-jitter") and tag[len(MODEL_TAG) + 7:].isdigit():
+        return DlibEmbedder(num_jitters=int(tag[len(MODEL_TAG) + 7:]))
+    if tag.startswith(MODEL_TAG + "+"):
+        return get_embedder("torch", dtype=tag[len(MODEL_TAG) + 1:])
+    raise IffseError(f"no embedder makes vectors of model {tag!r}; embedders here: {sorted(EMBEDDERS)}")

@@ -36,11 +36,11 @@ import numpy as np
 
 from . import config
 from . import embed as _embed
+from .embed import MODEL_TAG
 from .errors import DependencyMissing, IffseError
 from .models import model_path
 
 #: The tag of float32 vectors; other precisions append a suffix (see the module docstring).
-MODEL_TAG = "dlib-resnet-v1"
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32", "tf32": "tf32",
            "bfloat16": "bfloat16", "bf16": "bfloat16",

@@ -23,7 +23,7 @@ class BadImage(IffseError):
     """A file could not be used as a photo.
 
     ``kind`` is one of: ``empty``, ``truncated``, ``not_image``, ``too_large``,
-    ``unsupported``, ``unreadable``.
+    ``unsupported``, ``unreadable``, ``missing``, ``not_file`` (see iffse_lib/images.py).
     """
 
     def __init__(self, kind: str, message: str):
@@ -37,6 +37,18 @@ class NoFaceFound(IffseError):
 
 class CatalogError(IffseError):
     """The catalogue on disk is missing, locked or inconsistent."""
+
+
+class CatalogLocked(CatalogError):
+    """Another writer holds the catalogue (or this one is open for reading only)."""
+
+
+class CatalogDamaged(CatalogError):
+    """A file of the catalogue is damaged, missing, or belongs to another catalogue."""
+
+
+class DiskFull(CatalogError):
+    """The disk holding the catalogue has no space left; what was committed is kept."""
 
 
 class ModelMismatch(IffseError):

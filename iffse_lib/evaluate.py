@@ -78,9 +78,11 @@ def read_pairs(path: str | Path):
 
     path = Path(path)
     try:
-        lines = [ln.split() for ln in path.read_text().splitlines()]
+        lines = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines()]
     except OSError as exc:
-        raise PairsFileError(f"cannot read the pairs file {path}: {exc}") from None
+        raise PairsFileError(f"cannot read the pairs file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PairsFileError(f"{path} is not a text file; expected LFW's pairs format (pairs.txt)") from None
     lines = [ln for ln in lines if ln]
     if not lines:
         raise PairsFileError(f"{path} is empty; expected LFW's pairs format (first line: folds and pairs per fold)")

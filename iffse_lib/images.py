@@ -9,11 +9,17 @@ array or raises :class:`~iffse_lib.errors.BadImage` with a ``kind`` and a plain 
 ``not_image``   bytes that no decoder recognises (a text file named .jpg)
 ``truncated``   a file that ends before its image data does
 ``unsupported`` a recognised format whose pixels cannot be made RGB
+``not_file``    a folder, FIFO or device rather than a regular file (never read)
+``missing``     no such file
+``unreadable``  the file cannot be opened or read (permissions, I/O error)
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -48,18 +54,38 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def read_photo_file(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of a photo file, read only if it is a regular file of at most ``limit`` bytes
+    (default ``config.MAX_FILE_BYTES``): a folder, a FIFO, a device such as ``/dev/zero`` or a
+    file that is too large raises BadImage without being read (and without blocking)."""
+    path = Path(path)
+    limit = config.MAX_FILE_BYTES if limit is None else limit
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        kind = "missing" if exc.errno == errno.ENOENT else "unreadable"
+        raise BadImage(kind, f"{path}: cannot read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise BadImage("not_file", f"{path}: {what}, not a photo")
+        if st.st_size > limit:
+            raise BadImage("too_large", f"{path}: {st.st_size:,} bytes is over the {limit:,}-byte limit")
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise BadImage("unreadable", f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > limit:  # it grew while we read it
+        raise BadImage("too_large", f"{path}: more than the {limit:,}-byte limit")
+    return data
+
+
 def open_image(source: bytes | str | Path) -> Image.Image:
     """Decode ``source`` (bytes or a path) into an upright RGB PIL image, or raise BadImage."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise BadImage("unreadable", f"{path}: cannot read ({exc.strerror})") from None
-        name = str(path)
-        if size > config.MAX_FILE_BYTES:
-            raise BadImage("too_large", f"{name}: {size:,} bytes is over the {config.MAX_FILE_BYTES:,}-byte limit")
-        data = path.read_bytes()
+        name = str(source)
+        data = read_photo_file(source)
     else:
         data, name = bytes(source), "image"
     if not data:

@@ -384,6 +384,17 @@ class FaceIndex:
         return {"added": int(len(missing)), "removed": int(stale.sum()),
                 "buffer": int(len(self.buffer_ids)), "masked": self._n_dead}
 
+    def dead_items(self) -> np.ndarray:
+        """Per segment item: True when its face left the catalogue (masked, never returned)."""
+        return self._dead.copy()
+
+    def item_vectors(self, items: np.ndarray) -> np.ndarray:
+        """The vectors the segment stores for these item numbers (to check them against the catalogue)."""
+        items = np.asarray(items, dtype=np.int64)
+        if self.backend == "annoy":
+            return np.array([self._ann.get_item_vector(int(i)) for i in items], dtype=np.float32).reshape(-1, self.dim)
+        return np.asarray(self._ann.get_items(items), dtype=np.float32).reshape(-1, self.dim)
+
     # -- files -------------------------------------------------------------------------------
     def _paths(self, directory: str | Path) -> dict[str, Path]:
         d = Path(directory)
@@ -391,10 +402,12 @@ class FaceIndex:
                 "ids": d / f"{self.model_tag}.ids.npy", "rows": d / f"{self.model_tag}.rows.npy",
                 "meta": d / f"{self.model_tag}.json"}
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, catalog_id: str | None = None) -> Path:
         """Write the segment into ``directory``; files are replaced atomically, the json last.
 
-        The buffer is not written: :meth:`sync` refills it from the catalogue after :meth:`load`.
+        ``catalog_id`` records the catalogue the index belongs to (:meth:`load` refuses it for
+        another one). The buffer is not written: :meth:`sync` refills it from the catalogue after
+        :meth:`load`. A file of the other backend is deleted, so no old vectors stay behind.
         """
         if not self._built:
             raise IndexMissing("build the index before saving it")
@@ -419,28 +432,40 @@ class FaceIndex:
                 "n_trees": self.n_trees, "search_k": self.search_k, "hnsw_m": self.hnsw_m,
                 "hnsw_ef_construction": self.hnsw_ef_construction,
                 "hnsw_min_in_links": self.hnsw_min_in_links, "count": self.segment_size,
-                "fingerprint": fingerprint(self.face_ids)}
+                "fingerprint": fingerprint(self.face_ids), "catalog_id": catalog_id,
+                "rows_fingerprint": fingerprint(self.rows)}
         meta = paths["meta"]
         meta.with_suffix(".json.tmp").write_text(json.dumps(info, indent=2))
         os.replace(meta.with_suffix(".json.tmp"), meta)
+        for other in BACKENDS:
+            if other != self.backend and paths[other].exists():
+                paths[other].unlink()
         return ann
 
     @classmethod
     def load(cls, directory: str | Path, model_tag: str, expect_face_ids: np.ndarray | None = None,
-             search_k: int | None = None) -> "FaceIndex":
+             search_k: int | None = None, catalog_id: str | None = None) -> "FaceIndex":
         """Load a saved segment (Annoy memory-maps its file); the buffer starts empty.
 
-        With ``expect_face_ids`` (the catalogue's faces that have vectors of ``model_tag``), a
-        segment built over other faces raises IndexMismatch. To accept a grown or shrunk
-        catalogue instead, load without it and call :meth:`sync`.
+        With ``catalog_id``, an index saved for another catalogue (or with no record of its
+        catalogue) raises IndexMismatch. With ``expect_face_ids`` (the catalogue's faces that have
+        vectors of ``model_tag``), a segment built over other faces raises IndexMismatch. To accept
+        a grown or shrunk catalogue instead, load without it and call :meth:`sync`.
         """
         paths = cls(model_tag)._paths(directory)
         meta = paths["meta"]
         if not meta.exists():
             raise IndexMissing(f"no index for model {model_tag!r} in {directory}. Run `iffse index`.")
-        info = json.loads(meta.read_text())
+        try:
+            info = json.loads(meta.read_text())
+            info["model_tag"], info["count"], info["dim"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexMismatch(f"{meta} is not an index description ({exc}). Run `iffse index --rebuild`.") from None
         if info["model_tag"] != model_tag:
             raise ModelMismatch(f"{meta} was built for model {info['model_tag']!r}, not {model_tag!r}")
+        if catalog_id is not None and info.get("catalog_id") != catalog_id:
+            raise IndexMismatch(f"the index in {directory} belongs to another catalogue (or records none). "
+                                "Run `iffse index --rebuild`.")
         backend = info.get("backend", "annoy")
         index = cls(model_tag, dim=info["dim"], metric=info["metric"], n_trees=info["n_trees"],
                     search_k=info["search_k"] if search_k is None else search_k, backend=backend,
@@ -450,9 +475,12 @@ class FaceIndex:
         ann = paths[backend]
         if not ann.exists():
             raise IndexMissing(f"{ann} is missing. Run `iffse index --rebuild`.")
-        index.face_ids = np.load(paths["ids"])
-        index.rows = (np.load(paths["rows"]) if paths["rows"].exists()
-                      else np.full(len(index.face_ids), -1, np.int64))
+        try:
+            index.face_ids = np.load(paths["ids"])
+            index.rows = (np.load(paths["rows"]) if paths["rows"].exists()
+                          else np.full(len(index.face_ids), -1, np.int64))
+        except (OSError, ValueError, EOFError) as exc:
+            raise IndexMismatch(f"{paths['ids']} cannot be read ({exc}). Run `iffse index --rebuild`.") from None
         if len(index.face_ids) != info["count"] or len(index.rows) != info["count"]:
             raise IndexMismatch(f"{paths['ids']} holds {len(index.face_ids)} ids, {meta} says {info['count']}. "
                                 "Run `iffse index --rebuild`.")

@@ -7,6 +7,7 @@ the embedder's model are not embedded again.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from .embed import Embedder, get_embedder
 from .errors import BadImage, IndexMissing
 from .index import FaceIndex
 from .records import Detection, PhotoRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,28 +56,28 @@ def collect(catalog: Catalog, source: Iterable[PhotoRecord], progress: bool = Tr
     Sources seen before are skipped without reading them; bad files are recorded as errors
     (``catalog.errors()``) and the collection goes on.
     """
-    seen = set()
     kind = getattr(source, "kind", None)
-    if kind:
-        seen = catalog.seen_sources(kind)
+    known = catalog.source_states(kind) if kind else {}
     counts = Counter()
     t0 = time.perf_counter()
     total = len(source) if hasattr(source, "__len__") else None
     bar = tqdm(source, total=total, desc="collect", unit="photo", disable=not progress)
     for record in bar:
-        if record.source_id in seen or (not kind and catalog.has_source(record.kind, record.source_id)):
+        state = known.get(record.source_id) if kind else (
+            catalog.source_states(record.kind).get(record.source_id))
+        if state is not None and not _read_again(state, record):
             counts["skipped"] += 1
             continue
         try:
             data = record.read_bytes()
-        except OSError as exc:
-            catalog.reject_source(record, "collect", "unreadable", f"{record.source_id}: {exc}")
-            counts["errors"] += 1
-            continue
-        try:
             image = images.open_image(data)
         except BadImage as exc:
             catalog.reject_source(record, "collect", exc.kind, f"{record.source_id}: {exc}")
+            log.info("rejected %s: %s", record.source_id, exc)
+            counts["errors"] += 1
+            continue
+        except OSError as exc:
+            catalog.reject_source(record, "collect", "unreadable", f"{record.source_id}: {exc}")
             counts["errors"] += 1
             continue
         _, created = catalog.store_photo(record, data, image.width, image.height, images.guess_extension(data))
@@ -84,20 +87,16 @@ def collect(catalog: Catalog, source: Iterable[PhotoRecord], progress: bool = Tr
     return dict(counts)
 
 
+def _read_again(state: tuple[int | None, int | None, bool], record: PhotoRecord) -> bool:
+    """Whether a source seen before is read again: its failure may pass now (a file still being
+    copied, or gone for a while), or the file changed size or mtime since it was read."""
+    size, mtime_ns, retry = state
+    if retry:
+        return True
+    return record.stamp is not None and (size, mtime_ns) != tuple(record.stamp)
+
+
 # -- detect, landmarks, align, embed ------------------------------------------------------------
-
-_PENDING_SQL = """
-SELECT p.id, p.path,
-       d.photo_id IS NOT NULL AND (:redetect IS NULL OR d.detector = :redetect) AS detected
-FROM photos p
-LEFT JOIN detections d ON d.photo_id = p.id
-WHERE d.photo_id IS NULL
-   OR (:redetect IS NOT NULL AND d.detector != :redetect)
-   OR EXISTS (SELECT 1 FROM faces f WHERE f.photo_id = p.id
-              AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.face_id = f.id AND v.model = :model))
-ORDER BY p.id
-"""
-
 
 def detect_and_landmark(images_: list[np.ndarray], detector: faces.FaceDetector,
                         times: StageTimes | None = None) -> list[list[Detection]]:
@@ -120,32 +119,27 @@ def detect_and_landmark(images_: list[np.ndarray], detector: faces.FaceDetector,
 Item = tuple  # (photo_id, absolute path, stored faces still to embed as [(landmarks, idx)] or None)
 
 
-def pending_batches(catalog: Catalog, model_tag: str, batch_size: int,
-                    limit: int | None = None, redetect: str | None = None) -> tuple[int, list[list[Item]]]:
+def pending_batches(catalog: Catalog, model_tag: str, batch_size: int, limit: int | None = None,
+                    redetect: str | None = None, detect_new: bool = True) -> tuple[int, list[list[Item]]]:
     """The photos that still need work, cut into batches of items for :func:`run_batch`.
 
     An item is ``(photo_id, absolute path, stored)``: ``stored`` None means detect the photo; a
     list of ``(landmarks, face index)`` means it was detected before and these faces still need a
     ``model_tag`` vector. With ``redetect`` (a detector tag), photos detected by another detector
     are detected again (their old faces and vectors are replaced when the batch commits).
+    ``detect_new=False`` leaves out the photos that need detecting.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    pending = catalog.query(_PENDING_SQL, {"model": model_tag, "redetect": redetect})
+    pending = catalog.pending_photos(model_tag, redetect)
+    if not detect_new:  # only faces already found that lack a vector
+        pending = [p for p in pending if p[2]]
     if limit is not None:
         pending = pending[:limit]
-    batches = []
-    for start in range(0, len(pending), batch_size):
-        items = []
-        for photo_id, rel, already in pending[start:start + batch_size]:
-            stored = None
-            if already:
-                have = {r[0] for r in catalog.query(
-                    "SELECT f.idx FROM faces f JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE f.photo_id=?",
-                    (model_tag, photo_id))}
-                stored = [(f.landmarks, i) for i, f in enumerate(catalog.faces_of_photo(photo_id)) if i not in have]
-            items.append((photo_id, str(catalog.root / rel), stored))
-        batches.append(items)
+    stored = catalog.faces_to_embed([pid for pid, _, detected in pending if detected], model_tag)
+    batches = [[(pid, str(path), stored[pid] if detected else None)
+                for pid, path, detected in pending[start:start + batch_size]]
+               for start in range(0, len(pending), batch_size)]
     return len(pending), batches
 
 
@@ -278,14 +272,14 @@ def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: i
                  batch_size: int = config.DEFAULT_BATCH, progress: bool = True, limit: int | None = None,
                  times: StageTimes | None = None, scheduler: str | None = None, workers: int | None = None,
                  detector: faces.FaceDetector | None = None, redetect: bool = False,
-                 loaders: int | None = None) -> dict:
+                 loaders: int | None = None, detect_new: bool = True) -> dict:
     """Detect, align and embed every photo that still needs it; returns counts and stage times.
 
     ``detector`` (default: dlib's HOG at ``upsample``) finds the faces of photos not yet
     detected. Photos detected before by another detector keep their faces (counted as
     ``other_detector``) unless ``redetect`` is set: then they are detected again and their old
     faces and vectors are replaced. ``loaders`` threads decode photos (default: up to 4, fewer
-    on smaller machines).
+    on smaller machines). ``detect_new=False`` only embeds faces already found that lack a vector.
 
     With ``scheduler`` (``tcp://HOST:PORT``) or ``workers`` (a local cluster of that many
     processes) the stages run on Dask: see :func:`iffse_lib.distributed.index_photos_dask`.
@@ -301,7 +295,7 @@ def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: i
     loaders = default_loaders() if loaders is None else loaders
     times = times if times is not None else StageTimes()
     n_photos, batches = pending_batches(catalog, embedder.model_tag, batch_size, limit,
-                                        redetect=detector.tag if redetect else None)
+                                        redetect=detector.tag if redetect else None, detect_new=detect_new)
     counts = Counter()
     counts["other_detector"] = other_detector_photos(catalog, detector.tag) if not redetect else 0
     t_start = time.perf_counter()
@@ -325,19 +319,13 @@ def default_loaders() -> int:
 
 def other_detector_photos(catalog: Catalog, tag: str) -> int:
     """Photos whose faces were found by a detector other than ``tag`` (see ``redetect``)."""
-    return int(catalog.scalar("SELECT COUNT(*) FROM detections WHERE detector != ? AND error IS NULL", (tag,)))
+    return catalog.other_detector_photos(tag)
 
 
 # -- index --------------------------------------------------------------------------------------
 
 def index_dir(catalog: Catalog) -> Path:
     return catalog.root / "index"
-
-
-def _current_vectors(catalog: Catalog, model_tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """(face_ids, vector-file rows) of every face with a ``model_tag`` vector, by face id."""
-    rows = catalog.query("SELECT face_id, row FROM vectors WHERE model=? ORDER BY face_id", (model_tag,))
-    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64))
 
 
 def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
@@ -350,7 +338,7 @@ def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = c
 
     model_tag = model_tag or get_embedder().model_tag
     t = time.perf_counter()
-    face_ids, rows = _current_vectors(catalog, model_tag) if catalog.model_info(model_tag) else ([], [])
+    face_ids, rows = catalog.vector_rows(model_tag) if catalog.model_info(model_tag) else ([], [])
     if len(face_ids) == 0:
         raise IndexMissing(f"no vectors of model {model_tag!r} to index. Run `iffse index` after collecting photos.")
     memmap = catalog.vector_file(model_tag).array()
@@ -359,10 +347,13 @@ def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = c
     step = 100_000  # copy the memmap a slice at a time, not the whole file
     for start in tqdm(range(0, len(face_ids), step), desc="index build", unit="slice", disable=not progress):
         sl = slice(start, start + step)
-        index.add(face_ids[sl], np.asarray(memmap[rows[sl]], dtype=np.float32), rows[sl])
+        index.add(face_ids[sl], checked_vectors(memmap[rows[sl]], face_ids[sl], model_tag), rows[sl])
     index.build()
-    index.save(index_dir(catalog))
+    index.save(index_dir(catalog), catalog_id=catalog.catalog_id)
     catalog.set_meta("index_stale", "0")
+    catalog.set_meta(f"index_erase:{model_tag}", "0")
+    log.info("built the %s index of %d faces of %s in %.1f s", backend, len(face_ids), model_tag,
+             time.perf_counter() - t)
     seconds = time.perf_counter() - t
     return index, {"faces": len(face_ids), "n_trees": n_trees, "backend": backend, "rebuilt": True,
                    "seconds": round(seconds, 3)}
@@ -376,14 +367,36 @@ def load_index(catalog: Catalog, model_tag: str | None = None, sync: bool = True
     without it, a segment that does not cover exactly the catalogue's faces raises IndexMismatch.
     """
     model_tag = model_tag or get_embedder().model_tag
-    ids, rows = _current_vectors(catalog, model_tag)
-    if not sync:
-        return FaceIndex.load(index_dir(catalog), model_tag, expect_face_ids=ids)
-    index = FaceIndex.load(index_dir(catalog), model_tag)
-    if len(ids) or index.segment_size:
-        memmap = catalog.vector_file(model_tag).array() if len(ids) else None
-        index.sync(ids, rows, lambda _ids, want: np.asarray(memmap[want], dtype=np.float32))
+    with catalog.snapshot():
+        ids, rows = catalog.vector_rows(model_tag)
+        if not sync:
+            return FaceIndex.load(index_dir(catalog), model_tag, expect_face_ids=ids, catalog_id=catalog.catalog_id)
+        index = FaceIndex.load(index_dir(catalog), model_tag, catalog_id=catalog.catalog_id)
+        if len(ids) or index.segment_size:
+            memmap = catalog.vector_file(model_tag).array() if len(ids) else None
+            index.sync(ids, rows, lambda got, want: checked_vectors(memmap[want], got, model_tag))
     return index
+
+
+#: The norms a face vector may have: dlib's ResNet gives about 0.9-1.1 on every face measured, so
+#: a vector outside this range is damage (a zeroed or overwritten row), never a face.
+NORM_RANGE = (0.5, 2.0)
+
+
+def checked_vectors(vectors: np.ndarray, face_ids: np.ndarray, model_tag: str) -> np.ndarray:
+    """``vectors`` as float32, or CatalogDamaged when any is not finite or has an implausible norm."""
+    out = np.asarray(vectors, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(out, axis=1)
+    bad = ~(np.isfinite(out).all(axis=1) & (norms >= NORM_RANGE[0]) & (norms <= NORM_RANGE[1]))
+    if bad.any():
+        from .errors import CatalogDamaged
+
+        some = ", ".join(str(int(f)) for f in np.asarray(face_ids)[bad][:5])
+        raise CatalogDamaged(f"{int(bad.sum())} vectors of model {model_tag!r} are damaged (not finite, or of "
+                             f"implausible length), e.g. of faces {some}. Run `iffse check --repair` to compute them "
+                             "again from the raw photos.")
+    return out
 
 
 def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
@@ -409,7 +422,9 @@ def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = 
         except IffseError as exc:
             reason = f"no usable index ({exc.__class__.__name__})"
     if index is not None and reason is None:
-        if backend is not None and index.backend != backend:
+        if catalog.get_meta(f"index_erase:{model_tag}") == "1" and index.removed:
+            reason = f"{index.removed} removed faces are erased from the index"
+        elif backend is not None and index.backend != backend:
             reason = f"backend {index.backend} -> {backend}"
         elif index.needs_rebuild():
             reason = (f"{len(index.buffer_ids)} new + {index.removed} removed faces > "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -44,13 +46,19 @@ class PhotoRecord:
     data: bytes | None = None
     identity: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: (size, mtime_ns) of the file when listed: a rerun reads a seen file again when they change
+    stamp: tuple[int, int] | None = None
 
     def read_bytes(self) -> bytes:
+        """The photo's bytes; a file is read only if it is a regular file within the size limit
+        (BadImage otherwise)."""
         if self.data is not None:
             return self.data
         if self.path is None:
             raise ValueError(f"photo record {self.kind}:{self.source_id} has neither data nor path")
-        return Path(self.path).read_bytes()
+        from .images import read_photo_file
+
+        return read_photo_file(self.path)
 
 
 @dataclass(frozen=True)
@@ -71,3 +79,13 @@ class Face:
     box: Box
     score: float
     landmarks: np.ndarray  # (68, 2) float32
+
+
+def text_of_name(name: str) -> str:
+    """A file name as text SQLite can store: itself when it is valid UTF-8, else its bytes
+    percent-encoded (the exact bytes go in the photo's ``meta["name_hex"]``)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return quote(os.fsencode(name), safe="/ !$&'()+,;=@[]^`{}~")

@@ -23,7 +23,7 @@ COLUMNS = ["rank", "distance", "face_id", "photo_id", "identity", "path", "left"
 
 def catalog_detector(catalog: Catalog, device: str = "cpu") -> faces.FaceDetector | None:
     """The detector that found most of the catalogue's faces (a CNN one on ``device``), or None."""
-    tag = catalog.scalar("SELECT detector FROM faces GROUP BY detector ORDER BY COUNT(*) DESC LIMIT 1")
+    tag = catalog.main_detector()
     return faces.FaceDetector.from_tag(tag, device) if tag else None
 
 
@@ -49,6 +49,12 @@ class Searcher:
             detector = catalog_detector(catalog)
         self.detector = detector or faces.FaceDetector("hog", config.DEFAULT_UPSAMPLE if upsample is None else upsample)
         self.upsample = self.detector.upsample
+
+    def _bounded_k(self, k: int) -> int:
+        """``k`` capped at the faces the index holds (a huge k costs memory, never more matches)."""
+        if k < 1:
+            raise ValueError(f"k must be 1 or more, not {k}")
+        return min(int(k), max(len(self.index), 1))
 
     def _matches(self, ids: np.ndarray, dists: np.ndarray, threshold: float | None, k: int):
         import pandas as pd
@@ -86,6 +92,7 @@ class Searcher:
             raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds {self.detector.finds()})")
         chips = faces.face_chips(image, [d.landmarks for d in found])
         vectors = self.embedder.embed(chips)
+        k = self._bounded_k(k)
         extra = len(exclude_face_ids or ())
         ids, dists = self.index.query(vectors, k + extra)
         out = []
@@ -107,6 +114,7 @@ class Searcher:
         _, vec = self.catalog.vectors(self.index.model_tag, [face_id])
         if len(vec) == 0:
             raise NoFaceFound(f"face {face_id} has no {self.index.model_tag!r} vector in the catalogue")
+        k = self._bounded_k(k)
         ids, dists = self.index.query(vec, k + 1)
         keep = ids[0] != face_id
         df = self._matches(ids[0][keep], dists[0][keep], threshold, k)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from iffse_lib import pipeline
-from iffse_lib.catalog import Catalog, VectorFile
+from iffse_lib.catalog import Catalog
+from iffse_lib.storage import VectorFile
 from iffse_lib.errors import CatalogError
 from iffse_lib.sources.lfw import LFWSource
 
@@ -126,14 +127,19 @@ def test_kill_during_collect_and_index_then_resume(lfw_subset, uninterrupted, tm
     assert not list(data.rglob("*.tmp"))
 
 
-def test_uncommitted_vector_rows_are_cut_back(tmp_path):
+def test_uncommitted_vector_rows_are_never_read_and_a_writer_cuts_them(tmp_path):
     path = tmp_path / "v.npy"
-    vf = VectorFile(path, 4, 0)
+    vf = VectorFile(path, 4, 0, writable=True)
     vf.append(np.ones((3, 4), np.float32))
     vf.append(np.full((2, 4), 2, np.float32))  # say this batch never committed
-    reopened = VectorFile(path, 4, 3)
-    assert reopened.rows == 3 and np.load(path).shape == (3, 4)
-    assert (np.load(path, mmap_mode="r") == 1).all()
+    reader = VectorFile(path, 4, 3)
+    assert reader.rows == 3 and (reader.array() == 1).all()
+    assert path.stat().st_size == 128 + 5 * 16  # a reader leaves the file as it is
+    with pytest.raises(CatalogError, match="open for reading only"):
+        reader.append(np.ones((1, 4), np.float32))
+    writer = VectorFile(path, 4, 3, writable=True)
+    assert writer.cut_to_committed() == 2
+    assert np.load(path).shape == (3, 4) and (np.load(path, mmap_mode="r") == 1).all()
     with pytest.raises(CatalogError, match="truncated"):
         VectorFile(path, 4, 5)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
 from .. import config
 from ..errors import SourceError
-from ..records import PhotoRecord
+from ..records import PhotoRecord, text_of_name
 
 
 class FolderSource:
@@ -15,7 +16,10 @@ class FolderSource:
 
     With ``identity_from_folder=True`` the name of each file's parent folder is its identity
     label (``people/<identity>/photo.jpg``); files directly under ``root`` get none.
-    ``source_id`` is the path relative to ``root``.
+    ``source_id`` is the path relative to ``root`` (a name that is not valid UTF-8 is stored
+    percent-encoded, its exact bytes in ``meta["name_hex"]``). Hidden files and everything in
+    hidden folders are left out. Each record carries the file's size and mtime, so that a
+    rerun reads a file again when it changed.
     """
 
     kind = "folder"
@@ -28,7 +32,9 @@ class FolderSource:
         self.identity_from_folder = identity_from_folder
         self.extensions = tuple(e.lower() for e in extensions)
         self._files = sorted(p for p in self.root.rglob("*")
-                             if p.is_file() and p.suffix.lower() in self.extensions and not p.name.startswith("."))
+                             if p.suffix.lower() in self.extensions
+                             and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
+                             and p.is_file())
 
     def __len__(self) -> int:
         return len(self._files)
@@ -38,6 +44,15 @@ class FolderSource:
             rel = path.relative_to(self.root)
             identity = None
             if self.identity_from_folder and len(rel.parts) > 1:
-                identity = rel.parts[-2]
-            yield PhotoRecord(kind=self.kind, source_id=rel.as_posix(), path=path, identity=identity,
-                              meta={"root": str(self.root)})
+                identity = text_of_name(rel.parts[-2])
+            meta = {"root": text_of_name(str(self.root))}
+            source_id = text_of_name(rel.as_posix())
+            if source_id != rel.as_posix():
+                meta["name_hex"] = os.fsencode(rel.as_posix()).hex()
+            try:
+                st = path.stat()
+                stamp = (st.st_size, st.st_mtime_ns)
+            except OSError:  # gone since it was listed: reading it fails, and is retried next time
+                stamp = None
+            yield PhotoRecord(kind=self.kind, source_id=source_id, path=path, identity=identity, meta=meta,
+                              stamp=stamp)
