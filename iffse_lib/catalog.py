@@ -233,6 +233,11 @@ class Catalog:
             return sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
 
     def _open_db(self) -> None:
+        if not self.readonly and self.db_path.exists():
+            # Check what the files hold through a read-only connection first: one that may write
+            # would copy a foreign -wal file into the database when it closes.
+            probe = Catalog(self.root, readonly=True)
+            probe.close()
         with self._sql_errors():
             self.db = self._connect()
             self.db.row_factory = sqlite3.Row
@@ -286,7 +291,8 @@ class Catalog:
                 os.replace(tmp, self.root / _ID_FILE)
         with self.transaction() as db:
             for tag, dim, n_rows in db.execute("SELECT tag, dim, n_rows FROM models").fetchall():
-                self._writable_vector_file(tag, dim, n_rows).cut_to_committed()
+                with contextlib.suppress(CatalogDamaged):  # reported where the vectors are used
+                    self._writable_vector_file(tag, dim, n_rows).cut_to_committed()
 
     def _check_identity(self) -> None:
         id_file = self.root / _ID_FILE

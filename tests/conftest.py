@@ -62,3 +62,62 @@ def lfw_catalog(tmp_path_factory):
     cat.lfw_summary = {"collect": collected, "index": indexed, "build": built}
     yield cat
     cat.close()
+
+
+# -- the `iffse` command in a real process, and small catalogues made with it ---------------------
+def iffse(*args, data=None, check: int | None = None, timeout: float = 300, **popen):
+    """Run ``python -m iffse_lib.cli ARGS [--data DATA]``; with ``check``, assert that exit status."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "iffse_lib.cli", *map(str, args)]
+    if data is not None:
+        argv += ["--data", str(data)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **popen)
+    if check is not None:
+        assert proc.returncode == check, f"{argv}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def one_line_error(proc) -> str:
+    """The error of a command that failed with an iffse error: one line, the last on stderr (after
+    any progress bars), and no traceback."""
+    lines = proc.stderr.strip().splitlines()
+    errors = [ln for ln in lines if ln.startswith("iffse: error: ")]
+    assert proc.returncode == 1 and len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return errors[0]
+
+
+def faces_find_themselves(data, tol: float = 1e-3) -> int:
+    """Every face's vector finds that face first in the catalogue's index; returns how many faces."""
+    import numpy as np
+
+    from iffse_lib import pipeline
+    from iffse_lib.catalog import Catalog
+
+    with Catalog(data, readonly=True) as cat:
+        for tag in cat.model_tags():
+            ids, X = cat.vectors(tag)
+            got, dist = pipeline.load_index(cat, tag).query(X, k=1)
+            assert (got[:, 0] == ids).all() and float(dist.max()) < tol
+    return len(ids)
+
+
+@pytest.fixture(scope="session")
+def small_catalog(tmp_path_factory):
+    """The first 8 LFW photos collected and indexed by the `iffse` command; tests copy it."""
+    data = tmp_path_factory.mktemp("small") / "data"
+    iffse("collect", "lfw", "--lfw-dir", LFW, "--limit", 8, "--quiet", data=data, check=0)
+    iffse("index", "--quiet", data=data, check=0)
+    return data
+
+
+@pytest.fixture
+def small_copy(small_catalog, tmp_path):
+    """A private copy of ``small_catalog`` to change."""
+    import shutil
+
+    dest = tmp_path / "data"
+    shutil.copytree(small_catalog, dest)
+    return dest
