@@ -66,7 +66,7 @@ class LandmarkBrowser(_View):
             photos = photos.head(max_photos)
         self.photos = photos.reset_index(drop=True)
         if self.photos.empty:
-            raise IffseError(f"no photos in {catalog.root}; collect some first (notebook 01 or `iffse collect`)")
+            raise IffseError(f"no photos in {catalog.root}; collect some first (notebook 01, or `iffse collect folder DIR`)")
         self._faces: dict[int, list] = {}
         labels = [f"{i + 1}. {_photo_label(r)}" for i, r in self.photos.iterrows()]
         self.slider = w.IntSlider(value=0, min=0, max=len(self.photos) - 1, description="photo",
