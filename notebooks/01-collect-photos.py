@@ -65,7 +65,8 @@ elif SOURCE == "folder":
 elif SOURCE == "instagram" and INSTAGRAM_COOKIES is None and INSTAGRAM_URL is None:
     # No account: iffse's local imitation of Instagram (generated posts of real face photos), logged
     # in with its fake cookies; a server on this machine needs no politeness pauses.
-    from iffse_lib.sources import fake_instagram, instagram
+    from iffse_lib.sources import instagram
+    from iffse_lib.testing import fake_instagram
     from iffse_lib.sources.ratelimit import RateLimiter
 
     with fake_instagram.serve(tag=INSTAGRAM_TAGS) as url:

@@ -14,7 +14,7 @@ import pytest
 
 from iffse_lib.catalog import Catalog
 from iffse_lib.sources import instagram
-from iffse_lib.sources.fake_instagram import FAKE_COOKIES, FakeInstagram, Fault, serve
+from iffse_lib.testing.fake_instagram import FAKE_COOKIES, FakeInstagram, Fault, serve
 from iffse_lib.sources.instagram import (CheckpointRequired, InstagramError, LoginRequired, QueryIdNotFound,
                                          RateLimited, SessionCookies, collect_hashtag)
 from iffse_lib.sources.ratelimit import RateLimiter

@@ -1,0 +1,52 @@
+"""Photos of Instagram hashtags, page after page, into the catalogue.
+
+Two API generations (``api=``):
+
+``legacy``  what IFFSE did in 2017: ``GET /explore/tags/<tag>/``, parse ``window._sharedData``
+            (the early-2017 ``TagPage[0].tag.media.nodes`` or the late-2017
+            ``TagPage[0].graphql.hashtag`` shape), find the hashtag ``query_id`` in the
+            ``en_US_Commons.js`` bundle the page references, then
+            ``GET /graphql/query/?query_id=…&tag_name=…&first=N&after=<end_cursor>`` until
+            ``has_next_page`` is false. Instagram retired these endpoints in 2018-2020; the
+            imitation in :mod:`iffse_lib.testing.fake_instagram` still serves them.
+``web``     today's web app: ``GET /api/v1/tags/web_info/?tag_name=…`` with the web app's headers
+            and a logged-in session's cookies, posts from
+            ``data.recent.sections[].layout_content.medias[].media``, further pages from
+            ``GET /explore/tags/<tag>/?__a=1&__d=dis&max_id=<next_max_id>`` while
+            ``more_available`` (as instaloader does).
+
+Each post's images are stored with ``kind="instagram"`` and ``source_id="<shortcode>/<n>"``
+(``n`` the image number in a carousel, 0 otherwise; a video gives its cover image). Image URLs
+are signed and expire, so the shortcode is the key: an image whose source id the catalogue
+knows is not downloaded again, and identical bytes are stored once.
+
+Politeness: every request waits for a :class:`~.ratelimit.RateLimiter` (sliding windows per
+endpoint and a random pause, instaloader's defaults), has a timeout, and is retried a bounded
+number of times with exponential backoff after 5xx answers, timeouts, cut connections, HTML where
+JSON was expected and ``"status": "fail"``; ``429`` waits for ``Retry-After`` (or for the window to
+free), ``401`` "Please wait a few minutes" waits ``soft_block_wait``. A redirect to the login page or
+``login_required`` raises :class:`LoginRequired`; ``checkpoint_required``/``challenge_required``
+raise :class:`CheckpointRequired`.
+
+Session cookies (:class:`SessionCookies`) are secrets: they are sent only to ``base_url``, never
+to the image host, and never appear in the catalogue, in messages or in reprs.
+"""
+
+from __future__ import annotations
+
+from ...errors import (BadDownload, CheckpointRequired, IffseError, InstagramError, LoginRequired, QueryIdNotFound,
+                       RateLimited, SourceError)
+from .client import (API_GENERATIONS, ASBD_ID, DEFAULT_BASE_URL, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT,
+                     DEFAULT_USER_AGENT, WEB_APP_ID, InstagramClient)
+from .cookies import SessionCookies
+from .crawl import (KIND, OPTOUT_SOURCE, STATE_SOURCE, collect_hashtag, forget, forgotten_names, load_opt_out,
+                    state_key)
+from .posts import (Post, find_query_id, parse_shared_data, parse_tag_page, post_from_media, post_from_node,
+                    posts_from_feed)
+
+__all__ = ["API_GENERATIONS", "ASBD_ID", "BadDownload", "CheckpointRequired", "DEFAULT_BASE_URL", "DEFAULT_PAGE_SIZE",
+           "DEFAULT_TIMEOUT", "DEFAULT_USER_AGENT", "IffseError", "InstagramClient", "InstagramError", "KIND",
+           "LoginRequired", "OPTOUT_SOURCE", "Post", "QueryIdNotFound", "RateLimited", "STATE_SOURCE",
+           "SessionCookies", "SourceError", "WEB_APP_ID", "collect_hashtag", "find_query_id", "forget",
+           "forgotten_names", "load_opt_out", "parse_shared_data", "parse_tag_page", "post_from_media",
+           "post_from_node", "posts_from_feed", "state_key"]

@@ -1,0 +1,85 @@
+"""A logged-in session's cookies: read from a browser export, kept in memory, never shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from ...errors import LoginRequired, SourceError
+
+class SessionCookies:
+    """A logged-in session's cookies, exported from a browser. Treated as a secret.
+
+    Read with :meth:`from_file` from a Netscape ``cookies.txt`` (tab-separated: domain, flag, path,
+    secure, expiry, name, value; ``#HttpOnly_`` prefixes allowed) or a JSON export (a list of
+    ``{"name", "value", "domain"}`` objects as written by browser extensions, or a plain
+    ``{"name": "value"}`` object). Only instagram.com cookies are kept. The values are never
+    shown: ``repr`` lists the cookie names only.
+    """
+
+    def __init__(self, values: Mapping[str, str]):
+        self.__values = {str(k): str(v) for k, v in values.items() if v}
+        if not self.__values.get("sessionid"):
+            raise LoginRequired(
+                "the cookies hold no `sessionid`: export them from a browser while logged in to "
+                "instagram.com (Netscape cookies.txt or JSON) and pass that file", kind="login_required")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "SessionCookies":
+        path = Path(path).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise SourceError(f"cannot read the cookies file {path}: {exc.strerror}") from None
+        values: dict[str, str] = {}
+        stripped = text.lstrip()
+        if stripped.startswith(("[", "{")):
+            try:
+                data = json.loads(stripped)
+            except ValueError:
+                raise SourceError(f"{path} is not valid JSON; export the cookies as JSON or Netscape cookies.txt") from None
+            if isinstance(data, dict) and isinstance(data.get("cookies"), list):
+                data = data["cookies"]
+            if isinstance(data, dict):
+                values = {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int))}
+            elif isinstance(data, list):
+                for item in data:
+                    if isinstance(item, dict) and "name" in item and "value" in item:
+                        if "instagram.com" in str(item.get("domain", "instagram.com")):
+                            values[str(item["name"])] = str(item["value"])
+        else:
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.startswith("#HttpOnly_"):
+                    line = line[len("#HttpOnly_"):]
+                if not line.strip() or line.startswith("#"):
+                    continue
+                fields = line.rstrip("\r\n").split("\t")
+                if len(fields) != 7:
+                    raise SourceError(f"{path} line {number}: not a Netscape cookies.txt line (7 tab-separated "
+                                      "fields expected); export the cookies again or use JSON")
+                if "instagram.com" in fields[0]:
+                    values[fields[5]] = fields[6]
+        if not values:
+            raise SourceError(f"{path} holds no instagram.com cookies; export them while logged in to instagram.com")
+        return cls(values)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.__values)
+
+    def header(self) -> str:
+        """The ``Cookie`` request header."""
+        return "; ".join(f"{k}={v}" for k, v in self.__values.items())
+
+    def get(self, name: str) -> str | None:
+        return self.__values.get(name)
+
+    def __repr__(self) -> str:
+        return f"SessionCookies(names={self.names}, values hidden)"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("SessionCookies are secret and are not pickled")
+
