@@ -1,8 +1,16 @@
-"""A logged-in session's cookies: read from a browser export, kept in memory, never shown."""
+"""A logged-in session's cookies: read from a browser export, kept in memory, never shown.
+
+:class:`SessionCookies` is the in-memory cookie jar: ``Set-Cookie`` answers from Instagram
+(a fresh ``csrftoken``, ``rur``) replace the values for later requests and are never written
+anywhere. :func:`scrub` takes cookie values and ``Cookie:`` text out of any message.
+"""
 
 from __future__ import annotations
 
+import http.cookies
 import json
+import re
+import threading
 from pathlib import Path
 from typing import Mapping
 
@@ -19,7 +27,14 @@ class SessionCookies:
     """
 
     def __init__(self, values: Mapping[str, str]):
-        self.__values = {str(k): str(v) for k, v in values.items() if v}
+        values = {str(k): str(v) for k, v in values.items() if v}
+        for name, value in values.items():
+            if any(c in name + value for c in "\r\n\0"):
+                raise SourceError(f"the cookie {name!r} holds a line break or NUL, which would split the request "
+                                  "headers: export the cookies again")
+        self.__values = values
+        self.__lock = threading.Lock()
+        self.__old: list[str] = []
         if not self.__values.get("sessionid"):
             raise LoginRequired(
                 "the cookies hold no `sessionid`: export them from a browser while logged in to "
@@ -70,10 +85,42 @@ class SessionCookies:
 
     def header(self) -> str:
         """The ``Cookie`` request header."""
-        return "; ".join(f"{k}={v}" for k, v in self.__values.items())
+        with self.__lock:
+            return "; ".join(f"{k}={v}" for k, v in self.__values.items())
 
     def get(self, name: str) -> str | None:
-        return self.__values.get(name)
+        with self.__lock:
+            return self.__values.get(name)
+
+    def values(self) -> list[str]:
+        """Every value, current and replaced, for :func:`scrub` (never print them)."""
+        with self.__lock:
+            return list(self.__values.values()) + list(self.__old)
+
+    def update_from(self, set_cookie_headers: list[str]) -> list[str]:
+        """Take the cookies of ``Set-Cookie`` answer headers; returns the names that changed.
+
+        Values with CR/LF and deletions of ``sessionid`` are ignored (a logged-out session shows
+        up as a login answer on the next request instead).
+        """
+        changed = []
+        for header in set_cookie_headers:
+            jar = http.cookies.SimpleCookie()
+            try:
+                jar.load(header)
+            except http.cookies.CookieError:
+                continue
+            for name, morsel in jar.items():
+                value = morsel.value
+                if not value or any(c in value for c in "\r\n\0") or value == '""':
+                    continue
+                with self.__lock:
+                    if self.__values.get(name) != value:
+                        if name in self.__values:
+                            self.__old.append(self.__values[name])
+                        self.__values[name] = value
+                        changed.append(name)
+        return changed
 
     def __repr__(self) -> str:
         return f"SessionCookies(names={self.names}, values hidden)"
@@ -83,3 +130,19 @@ class SessionCookies:
     def __reduce__(self):
         raise TypeError("SessionCookies are secret and are not pickled")
 
+
+
+_SECRET_NAMES = ("sessionid", "csrftoken", "ds_user_id", "rur", "mid", "ig_did", "shbid", "shbts", "datr")
+_SECRET_RE = re.compile(r"(?i)\b(" + "|".join(_SECRET_NAMES) + r")(\s*[=:]\s*|\\?[\"']\s*:\s*\\?[\"'])[^;\s&\"'\\,}]+")
+_COOKIE_HEADER_RE = re.compile(r"(?i)\b(set-)?cookie\s*:[^\r\n]*")
+
+
+def scrub(text: str, cookies: SessionCookies | None = None) -> str:
+    """``text`` without cookie values: known values, ``sessionid=…``-like pairs and ``Cookie:`` lines."""
+    text = str(text)
+    if cookies is not None:
+        for value in sorted(cookies.values(), key=len, reverse=True):
+            if len(value) >= 4:
+                text = text.replace(value, "<hidden>")
+    text = _COOKIE_HEADER_RE.sub(lambda m: m.group(0).split(":", 1)[0] + ": <hidden>", text)
+    return _SECRET_RE.sub(lambda m: m.group(1) + m.group(2) + "<hidden>", text)
