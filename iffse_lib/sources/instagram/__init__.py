@@ -41,12 +41,12 @@ from .client import (API_GENERATIONS, ASBD_ID, DEFAULT_BASE_URL, DEFAULT_PAGE_SI
 from .cookies import SessionCookies
 from .crawl import (KIND, OPTOUT_SOURCE, STATE_SOURCE, collect_hashtag, forget, forgotten_names, load_opt_out,
                     state_key)
-from .posts import (Post, find_query_id, parse_shared_data, parse_tag_page, post_from_media, post_from_node,
-                    posts_from_feed)
+from .posts import (FeedPage, Post, find_query_id, parse_feed, parse_shared_data, parse_tag_page, post_from_media,
+                    post_from_node, posts_from_feed, url_expiry)
 
 __all__ = ["API_GENERATIONS", "ASBD_ID", "BadDownload", "CheckpointRequired", "DEFAULT_BASE_URL", "DEFAULT_PAGE_SIZE",
            "DEFAULT_TIMEOUT", "DEFAULT_USER_AGENT", "IffseError", "InstagramClient", "InstagramError", "KIND",
            "LoginRequired", "OPTOUT_SOURCE", "Post", "QueryIdNotFound", "RateLimited", "STATE_SOURCE",
            "SessionCookies", "SourceError", "WEB_APP_ID", "collect_hashtag", "find_query_id", "forget",
-           "forgotten_names", "load_opt_out", "parse_shared_data", "parse_tag_page", "post_from_media",
+           "forgotten_names", "load_opt_out", "FeedPage", "parse_feed", "url_expiry", "parse_shared_data", "parse_tag_page", "post_from_media",
            "post_from_node", "posts_from_feed", "state_key"]

@@ -259,9 +259,12 @@ class _Run:
                 state = self._fresh_state(tag, tab, fallback)
         if retry_list and client.api == "web":
             retry_list = self._retry_failed(tag, retry_list, counts)
+            if saved is not None:
+                catalog.set_state(STATE_SOURCE, key, {**saved, "retry": retry_list})
         bar.reset(total=max_posts)
         bar.update(state["posts"] if max_posts is None else min(state["posts"], max_posts))
         repeats = 0
+        feed_seen: set[str] = set()
         restarted_for_cursor = False
         exhausted = stopped_by_update = stopped_by_date = False
         while not state["done"] and (max_posts is None or state["posts"] < max_posts):
@@ -277,8 +280,9 @@ class _Run:
             listed_at = client.clock()
             for exc in bad:
                 self._record_bad_post(exc, counts)
-            fresh = [p for p in posts if p.key not in counted]
-            if not fresh and not after["done"]:
+            in_feed = [p for p in posts if p.key not in feed_seen]  # new to this feed: not a repeated page
+            feed_seen.update(p.key for p in posts)
+            if not in_feed and not after["done"]:
                 repeats += 1
                 if repeats > REPEATS_ALLOWED:
                     exhausted = True
@@ -291,9 +295,10 @@ class _Run:
                                                        f"({repeats}/{REPEATS_ALLOWED})")
                 continue
             repeats = 0
+            fresh = [p for p in in_feed if p.key not in counted]  # a post in two tabs counts once
             in_range = [p for p in fresh if self._in_range(p)]
             counts["out_of_range"] += len(fresh) - len(in_range)
-            all_known = bool(fresh) and all(self._known(p) for p in fresh)
+            all_known = bool(in_feed) and all(self._known(p) for p in in_feed)
             take = in_range if max_posts is None else in_range[:max_posts - state["posts"]]
             counted.update(p.key for p in take)
             self._store_page(pool, take, tag, counts, bar, listed_at, retry_list)
@@ -308,7 +313,7 @@ class _Run:
                 log.info("#%s: every post of this page is in the catalogue; the update stops here", tag)
                 break
             if (self.since is not None and after.get("tab") == "recent" and fresh
-                    and all(p.taken_at is not None and p.taken_at < self.since for p in fresh)):
+                    and all(p.taken_at is not None and p.taken_at < self.since for p in in_feed)):
                 stopped_by_date = True
                 log.info("#%s: this page is older than --since; the crawl stops here", tag)
                 break
@@ -316,7 +321,7 @@ class _Run:
             saved_now = catalog.get_state(STATE_SOURCE, key)
             if saved_now is not None:
                 catalog.set_state(STATE_SOURCE, key, {**saved_now, "retry": retry_list[-RETRY_LIST_MAX:]})
-        counts["pages"] += state["pages"] if not update else state["pages"]
+        counts["pages"] = state["pages"]
         return {"complete": bool(state["done"]) and not exhausted, "exhausted": exhausted,
                 "posts_total": state["posts"], "tab": state.get("tab", tab), "stopped_by_update": stopped_by_update,
                 "stopped_by_date": stopped_by_date}
