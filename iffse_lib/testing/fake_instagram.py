@@ -51,13 +51,10 @@ or, for a notebook, ``with serve() as url: …``.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import http.server
-import io
 import json
 import re
 import threading
@@ -66,126 +63,19 @@ import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
-from .. import config
+from .fake_data import (FakePost, Fault, LoggedRequest, _as_jpeg, _b64, _default_image_paths, _synthetic_images,
+                        _unb64, _with_comment)
 
 QUERY_ID = "17875800862117404"
 BUNDLE_HASH = "6a9b1ac4f2d1"
 WEB_APP_ID = "936619743392459"
 #: The imitation signs its image URLs with this key (``oh=``).
 _SIGNING_KEY = b"iffse-fake-cdn"
-#: Fake session cookies the imitation accepts (any non-empty ``sessionid`` is accepted).
+#: Fake session cookies the imitation accepts (it checks ``sessionid`` and the CSRF token).
 FAKE_COOKIES = {"sessionid": "FAKEsession%3A99887766001%3Asecret", "csrftoken": "FAKEcsrfSECRETtoken",
                 "ds_user_id": "99887766001", "mid": "FAKEmidValue", "ig_did": "FAKE-IG-DID"}
 
 _IMAGE_RE = re.compile(r"/(?P<key>[A-Za-z0-9]+_\d+)_\d+x\d+_n\.jpg$")
-
-
-@dataclasses.dataclass
-class Fault:
-    """Answer ``count`` requests to ``endpoint`` wrongly, after the first ``after`` of them.
-
-    ``kind``: ``429`` (with ``Retry-After: retry_after`` unless it is None), ``500``, ``slow``
-    (wait ``delay`` seconds, then answer normally), ``truncate`` (an image body cut short: the
-    connection closes before ``Content-Length`` bytes), ``html`` (an HTML page where JSON is
-    expected), ``login_redirect`` (302 to /accounts/login/), ``login_required`` (403),
-    ``checkpoint`` (400 checkpoint_required), ``please_wait`` (401 without ``require_login``: a
-    soft block), ``locked`` (401 "Please wait a few minutes" with ``require_login``: the session
-    is no longer accepted), ``status_fail`` (200 with ``"status": "fail"``), ``repeat`` (a
-    ``sections/`` page answered with the page before it and the cursor it was asked with),
-    ``echo_cookie`` (400 whose message repeats the request's Cookie header), ``huge`` (a JSON
-    answer of ``size`` bytes), ``redirect`` (an image answered with a 302 to ``location``),
-    ``missing_query_id`` (a Commons bundle without the query id).
-    ``endpoint``: ``api`` (every non-image request), ``page``, ``graphql``, ``web`` (every
-    ``/api/v1/`` request), ``web_info``, ``sections``, ``media_info``, ``image`` or ``any``.
-    ``count=None`` means every request from then on.
-    """
-
-    kind: str
-    endpoint: str = "api"
-    count: int | None = 1
-    after: int = 0
-    retry_after: float | str | None = 1
-    delay: float = 2.0
-    location: str = ""
-    size: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class LoggedRequest:
-    t: float  # time.monotonic() when the request arrived
-    method: str
-    path: str
-    query: dict
-    form: dict
-    endpoint: str
-    status: int
-    fault: str | None
-    has_session: bool
-    app_id: str | None
-    user_agent: str | None
-    csrf: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class FakePost:
-    index: int
-    shortcode: str
-    media_id: str
-    owner_id: str
-    username: str
-    taken_at: int
-    caption: str | None
-    kind: str  # image, video, carousel
-    image_keys: tuple[str, ...]
-
-    def images(self, api: str) -> tuple[str, ...]:
-        """The image keys a client should store for this post (legacy feeds list one per post)."""
-        return self.image_keys[:1] if api == "legacy" else self.image_keys
-
-
-def _default_image_paths() -> list[Path]:
-    people = config.PROJECT_ROOT.parent / "shared" / "data" / "faces" / "people"
-    if people.is_dir():
-        files = sorted(p for p in people.rglob("*.jpg"))
-        files.sort(key=lambda p: p.stat().st_size)
-        return files[:6]
-    return []
-
-
-def _synthetic_images(n: int = 4) -> list[bytes]:
-    from PIL import Image
-
-    out = []
-    for i in range(n):
-        im = Image.new("RGB", (96, 96), (40 * i % 256, 90, 200 - 30 * i))
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=85)
-        out.append(buf.getvalue())
-    return out
-
-
-def _as_jpeg(data: bytes) -> bytes:
-    if data[:3] == b"\xff\xd8\xff":
-        return data
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(data)).convert("RGB").save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _with_comment(jpeg: bytes, text: str) -> bytes:
-    """The same JPEG with a COM segment after SOI: other bytes, same pixels."""
-    comment = text.encode()
-    return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
-
-
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode()
-
-
-def _unb64(text: str) -> str:
-    return base64.urlsafe_b64decode(text.encode()).decode()
 
 
 class FakeInstagram:
@@ -660,9 +550,13 @@ class FakeInstagram:
 def serve(n_posts: int = 300, **kwargs) -> Iterator[str]:
     """Run a :class:`FakeInstagram` for the duration of a ``with`` block and yield its base URL.
 
-    Pass the URL as both ``base_url`` and ``image_host`` to the collector. Keyword arguments go
+    Pass the URL as ``base_url`` to the collector (its host serves the images too). Keyword arguments go
     to :class:`FakeInstagram` (``tag``, ``page_size``, ``faults``…). For the web API, log in with
     the fake cookies: ``FakeInstagram.cookies_file``, or ``cookies=FAKE_COOKIES`` in Python.
     """
     with FakeInstagram(n_posts, **kwargs) as server:
         yield server.url
+
+
+__all__ = ["BUNDLE_HASH", "FAKE_COOKIES", "FakeInstagram", "FakePost", "Fault", "LoggedRequest", "QUERY_ID",
+           "WEB_APP_ID", "serve"]
