@@ -175,6 +175,7 @@ def test_a_server_that_keeps_repeating_ends_the_feed_as_exhausted(tmp_path, face
         assert out["posts"] == 20  # never the same post twice towards --max-posts
         assert len([r for r in server.log("web") if r.method == "POST"]) == 1 + 1 + 2
         assert any("exhausted" in note for note in out["notes"])
+        assert cat.get_state("instagram", "web:selfie")["done"] is False  # the next run asks again
 
 
 def test_an_expired_image_url_is_refreshed_once(tmp_path, face_images):

@@ -179,7 +179,8 @@ class InstagramClient:
                 headers["X-CSRFToken"] = csrf
         return headers
 
-    def _backoff(self, attempt: int) -> float:
+    def backoff_delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (0, 1, …): exponential, capped, with jitter."""
         return min(self.backoff_max, self.backoff * 2 ** attempt) * (0.5 + 0.5 * self.rng.random())
 
     def pause(self, endpoint: str, seconds: float, reason: str) -> None:
@@ -261,7 +262,7 @@ class InstagramClient:
                 raise cls(f"{what} request to {path} failed {attempt + 1} times, last: {message}. The crawl state "
                           "is saved: run the same command again later.", kind=kind)
             if wait is None:
-                wait = self._backoff(attempt)
+                wait = self.backoff_delay(attempt)
                 reason = f"backoff after {message} from {path}"
             else:
                 reason = f"{message} from {path}"
@@ -289,7 +290,7 @@ class InstagramClient:
             if wait is None:
                 # instaloader: wait until the oldest request leaves the window, plus a margin.
                 margin = RETRY_MARGIN.get(endpoint, RETRY_MARGIN["default"])
-                wait = max(self.limiter.until_window_frees(endpoint) + margin, self._backoff(attempt))
+                wait = max(self.limiter.until_window_frees(endpoint) + margin, self.backoff_delay(attempt))
             if wait > self.max_retry_after:
                 raise RateLimited(f"Instagram asks to wait {wait:.0f} s (Retry-After), more than max_retry_after="
                                   f"{self.max_retry_after:.0f} s. The crawl state is saved: run the same command "
@@ -301,7 +302,8 @@ class InstagramClient:
             raise LoginRequired(_login_message(self.cookies is not None), kind="login_required")
         if status == 401 and body.get("require_login") is True:
             # "Please wait a few minutes" with require_login: the session is not accepted any more.
-            raise LoginRequired(f"Instagram answered 401 {message or ''} with require_login. "
+            said = f' "{message[:80]}"' if message else ""
+            raise LoginRequired(f"Instagram answered 401{said} with require_login: "
                                 + _login_message(self.cookies is not None), kind="login_required")
         if status == 401 and "wait" in message.lower():
             raise _Retry("please_wait", f"401 {message}", self.soft_block_wait)

@@ -234,7 +234,8 @@ class _Run:
         self.t0 = time.perf_counter()
 
     def note(self, message: str) -> None:
-        log.warning("%s", message)
+        """Something the user should read in the summary (the command prints the notes)."""
+        log.info("%s", message)
         self.notes.append(message)
 
     def _fresh_state(self, tag: str, tab: str, fallback: bool) -> dict:
@@ -282,16 +283,16 @@ class _Run:
                 self._record_bad_post(exc, counts)
             in_feed = [p for p in posts if p.key not in feed_seen]  # new to this feed: not a repeated page
             feed_seen.update(p.key for p in posts)
-            if not in_feed and not after["done"]:
+            if not in_feed and not bad and not after["done"]:
                 repeats += 1
                 if repeats > REPEATS_ALLOWED:
                     exhausted = True
                     self.note(f"#{tag}: Instagram answered the same page {repeats} times with no new post; the "
-                              f"feed ends here (exhausted) after {state['posts']} posts")
+                              f"feed ends here (exhausted) after {state['posts']} posts; the next run asks again from there")
                     state = {**state, "done": True, "exhausted": True}
                     break
                 client.pause(client.api_endpoint if client.api == "web" else "graphql",
-                             client._backoff(repeats), f"#{tag}: a page with no new posts; asking for it again "
+                             client.backoff_delay(repeats), f"#{tag}: a page with no new posts; asking for it again "
                                                        f"({repeats}/{REPEATS_ALLOWED})")
                 continue
             repeats = 0
