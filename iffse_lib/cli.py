@@ -290,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only posts taken before DATE")
     insta.add_argument("--opt-out", type=Path, default=None, help="a file of usernames, owner ids or shortcodes to skip")
     insta.add_argument("--user-agent", default=None, help="the User-Agent header (default: a desktop browser's)")
-    insta.add_argument("--page-size", type=argtypes.positive_int, default=12,
-                       help="posts per legacy GraphQL page (default: %(default)s)")
+    insta.add_argument("--page-size", type=argtypes.positive_int, default=6,
+                       help="posts per legacy GraphQL page (default: %(default)s, as IFFSE asked)")
     insta.add_argument("--query-id", default=None, help="legacy: the hashtag query_id, when the bundle lacks it")
     insta.add_argument("--timeout", type=argtypes.positive_float, default=30.0,
                        help="seconds per request (default: %(default)s)")

@@ -363,9 +363,17 @@ def test_legacy_flow_sends_what_2017_instagram_took(tmp_path, face_images, shape
         assert any(("ConsumerCommons.js" if bundle == "consumer" else "en_US_Commons.js") in p for p in pages)
         for r in server.log("graphql"):
             if shape == "2017":
-                assert set(r.query) == {"query_id", "tag_name", "first", "after"}
+                assert set(r.query) == {"query_id", "tag_name", "first", "after"} and r.query["first"] == "6"
             else:
                 assert set(r.query) == {"query_id", "variables"} and json.loads(r.query["variables"])["after"]
+            assert r.query["query_id"] == "17875800862117404"  # from the bundle
+    # The seed's own query_id, given by hand: no bundle is fetched.
+    with FakeInstagram(12, page_size=6, legacy_shape=shape, images=face_images) as server, \
+            Catalog(tmp_path / "seed") as cat:
+        crawl(cat, server, api="legacy", cookies=None, query_id="17882293912014529")
+        assert set(stored(cat)) == set(server.expected_images("legacy"))
+        assert {r.query["query_id"] for r in server.log("graphql")} == {"17882293912014529"}
+        assert not any("Commons" in r.path for r in server.log("page"))
 
 
 def test_legacy_graphql_error_seeds_again_from_a_fresh_tag_page(tmp_path, face_images):

@@ -67,6 +67,8 @@ from .fake_data import (FakePost, Fault, LoggedRequest, _as_jpeg, _b64, _default
                         _unb64, _with_comment)
 
 QUERY_ID = "17875800862117404"
+#: The hashtag query ids the imitation's GraphQL takes: its bundle's, and the one IFFSE's seed used.
+QUERY_IDS = (QUERY_ID, "17882293912014529")
 BUNDLE_HASH = "6a9b1ac4f2d1"
 WEB_APP_ID = "936619743392459"
 #: The imitation signs its image URLs with this key (``oh=``).
@@ -535,7 +537,7 @@ class FakeInstagram:
                 params.update(json.loads(params["variables"]))
         elif self.legacy_shape == "graphql":
             return self._json(400, {"message": "missing variables", "status": "fail"})
-        if params.get("query_id") != QUERY_ID:
+        if params.get("query_id") not in QUERY_IDS:
             return self._json(400, {"message": "invalid query_id", "status": "fail"})
         if params.get("tag_name") != self.tag:
             return self._json(200, {"data": {"hashtag": None}, "status": "ok"})
@@ -558,5 +560,5 @@ def serve(n_posts: int = 300, **kwargs) -> Iterator[str]:
         yield server.url
 
 
-__all__ = ["BUNDLE_HASH", "FAKE_COOKIES", "FakeInstagram", "FakePost", "Fault", "LoggedRequest", "QUERY_ID",
+__all__ = ["BUNDLE_HASH", "FAKE_COOKIES", "FakeInstagram", "FakePost", "Fault", "LoggedRequest", "QUERY_ID", "QUERY_IDS",
            "WEB_APP_ID", "serve"]

@@ -34,7 +34,8 @@ WEB_APP_ID = "936619743392459"  # instagrapi PUBLIC_WEB_APP_ID, sent by www.inst
 ASBD_ID = "129477"
 #: (connect, read) seconds for every request.
 DEFAULT_TIMEOUT = (10.0, 30.0)
-DEFAULT_PAGE_SIZE = 12
+#: Posts per legacy GraphQL page: IFFSE asked for ``first=6``.
+DEFAULT_PAGE_SIZE = 6
 #: Image hosts allowed by default (and their subdomains): Instagram's and Facebook's CDNs.
 DEFAULT_IMAGE_HOSTS = ("cdninstagram.com", "fbcdn.net")
 #: The most bytes read from one API answer (streamed; a longer answer is refused).
