@@ -281,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "--base-url host; repeatable)")
     insta.add_argument("--workers", type=argtypes.positive_int, default=8,
                        help="images downloaded at once (default: %(default)s)")
-    insta.add_argument("--restart", action="store_true", help="forget the saved crawl state and start from the newest post")
-    insta.add_argument("--update", action="store_true",
+    walk = insta.add_mutually_exclusive_group()
+    walk.add_argument("--restart", action="store_true", help="forget the saved crawl state and start from the newest post")
+    walk.add_argument("--update", action="store_true",
                        help="from the newest post, stop at the first page whose posts are all in the catalogue")
     insta.add_argument("--since", type=argtypes.utc_date, default=None, metavar="DATE",
                        help="only posts taken on or after DATE (e.g. 2024-06-01); the crawl stops at older ones")

@@ -52,6 +52,11 @@ def test_bad_option_values_exit_2_with_one_line(tmp_path, option, value, message
     assert not (tmp_path / "data").exists()  # nothing was started
 
 
+def test_restart_and_update_exclude_each_other(tmp_path):
+    done = iffse("collect", "instagram", "--data", tmp_path / "data", "--tag", "selfie", "--restart", "--update")
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr
+
+
 def _command(server, data: Path, cookies: Path, *more) -> list:
     return ["collect", "instagram", "--data", data, "--tag", "selfie", "--base-url", server.url,
             "--cookies", cookies, "--jitter", "0", "--workers", "4", "--quiet", *more]

@@ -313,7 +313,7 @@ class _Run:
                 stopped_by_update = True
                 log.info("#%s: every post of this page is in the catalogue; the update stops here", tag)
                 break
-            if (self.since is not None and after.get("tab") == "recent" and fresh
+            if (self.since is not None and after.get("tab") == "recent" and in_feed
                     and all(p.taken_at is not None and p.taken_at < self.since for p in in_feed)):
                 stopped_by_date = True
                 log.info("#%s: this page is older than --since; the crawl stops here", tag)
