@@ -255,6 +255,16 @@ def test_an_odd_retry_after_never_lets_requests_through_unpaced(face_images, ret
     assert len(clock.sleeps) == 5 and min(clock.sleeps) >= 6.0
 
 
+def test_a_429_without_retry_after_waits_for_the_window_plus_instaloaders_margin(face_images):
+    clock = FakeClock()
+    limiter = RateLimiter(jitter={}, clock=clock, sleep=clock.sleep)
+    with FakeInstagram(6, images=face_images, faults=[Fault("429", endpoint="web_info", retry_after=None)]) as server:
+        client = InstagramClient("web", base_url=server.url, cookies=FAKE_COOKIES, limiter=limiter, backoff=0.01)
+        client.fetch_page("selfie", {"cursor": None})
+    # One request in the 75-per-660-s window: it leaves the window 660 s later, plus 6 s.
+    assert clock.sleeps == [pytest.approx(666.0)]
+
+
 # -- safe downloads -----------------------------------------------------------------------
 def test_images_only_from_allowed_hosts_and_schemes(tmp_path, face_images):
     with FakeInstagram(4, images=face_images) as other:
