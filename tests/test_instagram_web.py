@@ -308,14 +308,17 @@ def test_posts_with_odd_fields_are_recorded_and_the_crawl_goes_on(tmp_path, face
         assert all(c in m for c, m in zip(sorted(odd), sorted(errors["message"])))
 
 
-def test_cookie_values_are_scrubbed_from_server_messages(tmp_path, face_images):
-    with FakeInstagram(6, images=face_images, faults=[Fault("echo_cookie", endpoint="web_info")]) as server, \
-            Catalog(tmp_path / "data") as cat:
+def test_cookie_values_are_scrubbed_from_server_messages(tmp_path, face_images, caplog):
+    faults = [Fault("echo_cookie", endpoint="sections"), Fault("500", endpoint="sections", count=2)]
+    with FakeInstagram(12, page_size=6, images=face_images, faults=faults) as server, \
+            Catalog(tmp_path / "data") as cat, caplog.at_level(logging.DEBUG):
         with pytest.raises(InstagramError) as err:
             crawl(cat, server)
         message = str(err.value)
         assert "bad request" in message and "<hidden>" in message
-        assert all(v not in message for v in FAKE_COOKIES.values())
+        secrets = list(FAKE_COOKIES.values()) + server.issued_cookies
+        assert server.issued_cookies  # the renewed csrftoken was echoed too
+        assert all(v not in message and v not in caplog.text for v in secrets)
     assert scrub("Cookie: a=b\nsessionid=XYZ123; csrftoken=abc123") == "Cookie: <hidden>\nsessionid=<hidden>; csrftoken=<hidden>"
     with pytest.raises(instagram.SourceError, match="line break") as err:
         SessionCookies({"sessionid": "abc\r\nX-Evil: 1"})

@@ -219,7 +219,7 @@ class InstagramClient:
             if waited >= 1.0:
                 log.info("waited %.1f s for the %s rate window", waited, endpoint)
             elif waited > 0:
-                log.debug("waited %.2f s before a %s request (jitter)", waited, endpoint)
+                log.debug("waited %.2f s before a %s request", waited, endpoint)
             method = "POST" if data is not None else "GET"
             with self._lock:
                 self.requests[endpoint] += 1

@@ -266,15 +266,15 @@ class _Run:
         bar.update(state["posts"] if max_posts is None else min(state["posts"], max_posts))
         repeats = 0
         feed_seen: set[str] = set()
-        restarted_for_cursor = False
+        resumed_cursor = state.get("cursor")  # from an earlier run: the only one that may have expired
         exhausted = stopped_by_update = stopped_by_date = False
         while not state["done"] and (max_posts is None or state["posts"] < max_posts):
             try:
                 posts, after, bad = client.fetch_page(tag, state)
             except InstagramError as exc:
-                if state.get("cursor") is None or restarted_for_cursor or exc.kind not in ("http_400", "bad_cursor"):
+                if resumed_cursor is None or state.get("cursor") != resumed_cursor or exc.kind != "http_400":
                     raise
-                restarted_for_cursor = True
+                resumed_cursor = None
                 self.note(f"#{tag}: Instagram refused the saved cursor ({exc}); starting over from the newest post")
                 state = self._fresh_state(tag, tab, fallback)
                 continue
