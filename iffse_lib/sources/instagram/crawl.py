@@ -299,6 +299,9 @@ class _Run:
             fresh = [p for p in in_feed if p.key not in counted]  # a post in two tabs counts once
             in_range = [p for p in fresh if self._in_range(p)]
             counts["out_of_range"] += len(fresh) - len(in_range)
+            for post in fresh:
+                if post not in in_range:
+                    log.debug("skipping post %s: taken outside --since/--until", post.shortcode)
             all_known = bool(in_feed) and all(self._known(p) for p in in_feed)
             take = in_range if max_posts is None else in_range[:max_posts - state["posts"]]
             counted.update(p.key for p in take)
@@ -361,7 +364,8 @@ class _Run:
                     raise BadDownload("url_expired", "Instagram no longer lists this post", retryable=False)
                 data, width, height = self.client.download(post.image_urls[item["n"]])
             except (BadDownload, BadPost) as exc:
-                if getattr(exc, "retryable", False):
+                if getattr(exc, "retryable", False) or exc.kind in ("http_403", "http_410"):
+                    log.info("%s: still no usable URL (%s); the next run tries again", source_id, exc.kind)
                     left.append(item)
                     continue
                 record = PhotoRecord(kind=KIND, source_id=source_id, meta={"shortcode": item["shortcode"]})
@@ -387,6 +391,7 @@ class _Run:
                 continue
             for n, url in enumerate(post.image_urls):
                 if f"{post.shortcode}/{n}" in self.seen:
+                    log.debug("skipping image %s/%d: already in the catalogue (or rejected before)", post.shortcode, n)
                     counts["known"] += 1
                     continue
                 jobs.append((post, n, pool.submit(client.download, url, pk=post.media_id, n=n, listed_at=listed_at)))
