@@ -523,7 +523,8 @@ class Catalog:
     #: Post metadata shown as columns by :meth:`photos` (None where a source does not give it;
     #: hashtags and mentions as JSON lists).
     PHOTO_META_COLUMNS = ("shortcode", "username", "taken_at", "like_count", "comment_count", "hashtags",
-                          "mentions", "location", "accessibility_caption", "product_type", "tab")
+                          "mentions", "location", "original_width", "original_height", "accessibility_caption",
+                          "product_type", "tab")
 
     def photos(self):
         """Photos as a pandas DataFrame (one row per photo, with its face count; absolute paths),

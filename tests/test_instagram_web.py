@@ -80,7 +80,7 @@ def test_three_pages_of_a_tab_by_web_info_then_sections(tmp_path, face_images, t
                                                                                                 "carousel_container")
         photos = cat.photos()
         for column in ("like_count", "comment_count", "hashtags", "mentions", "location", "accessibility_caption",
-                       "product_type", "tab", "shortcode", "taken_at"):
+                       "product_type", "tab", "shortcode", "taken_at", "original_width", "original_height"):
             assert column in photos.columns, column
         row = photos[photos.source_id == f"{post.shortcode}/0"].iloc[0]
         assert row.like_count == meta["like_count"] and row.tab == tab and "selfie" in row.hashtags
