@@ -825,13 +825,21 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- views for notebooks ----------------------------------------------------------------
+    #: Post metadata shown as columns by :meth:`photos` (None where a source does not give it;
+    #: hashtags and mentions as JSON lists).
+    PHOTO_META_COLUMNS = ("shortcode", "username", "taken_at", "like_count", "comment_count", "hashtags",
+                          "mentions", "location", "original_width", "original_height", "accessibility_caption",
+                          "product_type", "tab")
+
     def photos(self):
-        """Photos as a pandas DataFrame (one row per photo, with its face count; absolute paths)."""
+        """Photos as a pandas DataFrame (one row per photo, with its face count; absolute paths),
+        with the post metadata of :attr:`PHOTO_META_COLUMNS`."""
         import pandas as pd
 
+        meta = "".join(f", json_extract(p.meta, '$.{c}') AS {c}" for c in self.PHOTO_META_COLUMNS)
         df = pd.read_sql_query(
             "SELECT p.id AS photo_id, p.source_kind, p.source_id, p.identity, p.width, p.height, p.nbytes, "
-            "p.path, p.sha256, p.added_at, d.n_faces, d.error AS detect_error FROM photos p "
+            f"p.path, p.sha256, p.added_at, d.n_faces, d.error AS detect_error{meta} FROM photos p "
             "LEFT JOIN detections d ON d.photo_id = p.id ORDER BY p.id", self.db)
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df

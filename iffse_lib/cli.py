@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import config
+from . import argtypes, config
 from .argtypes import bounded, existing_file, nonnegative_int, positive_int
 from .errors import IffseError
 
@@ -159,8 +159,9 @@ def cmd_collect_instagram(args) -> int:
         cat.start_run("collect instagram", vars(args))
         try:
             counts = instagram.collect_hashtag(
-                cat, args.tag, api=args.api, base_url=args.base_url, image_host=args.image_host,
+                cat, args.tag, api=args.api, base_url=args.base_url, image_hosts=args.image_host or (),
                 cookies=args.cookies, max_posts=args.max_posts, workers=args.workers, restart=args.restart,
+                update=args.update, since=args.since, until=args.until, tab=args.tab,
                 opt_out=args.opt_out, progress=not args.quiet, **options)
         except IffseError as exc:
             cat.finish_run("failed", {"error": type(exc).__name__})
@@ -169,7 +170,13 @@ def cmd_collect_instagram(args) -> int:
         for tag, c in counts["tags"].items():
             _say(args, f"#{tag}: {c.get('posts', 0)} posts, {c.get('stored', 0)} new photos, "
                        f"{c.get('known', 0)} already there, {c.get('opted_out', 0)} opted out"
-                       + ("; the feed is complete (--restart walks it again)" if c["complete"] else ""))
+                       + (f", {c['out_of_range']} outside --since/--until" if c.get("out_of_range") else "")
+                       + (f", {c['bad_posts']} bad posts" if c.get("bad_posts") else "")
+                       + ("; the feed is complete (--restart walks it again)" if c["complete"] else "")
+                       + ("; Instagram kept repeating a page, so the feed ended early" if c.get("exhausted") else "")
+                       + ("; every post of the newest page was already here" if c.get("stopped_by_update") else ""))
+        for note in counts.get("notes", []):
+            _say(args, f"note: {note}")
         if counts["errors"]:
             _say(args, "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["errors"].items()))
                  + "  (see `iffse stats`)")
@@ -281,25 +288,43 @@ def build_parser() -> argparse.ArgumentParser:
     lfw.add_argument("--limit", type=positive_int, default=None, help="only the first N photos")
     insta = csub.add_parser("instagram", help="the photos of hashtags (see README: Collecting from Instagram)",
                             parents=[common])
-    insta.add_argument("--tag", action="append", required=True, help="a hashtag, without # (repeatable)")
-    insta.add_argument("--max-posts", type=int, default=None, help="stop after N posts of each tag (over resumed runs)")
+    insta.add_argument("--tag", action="append", required=True, type=argtypes.hashtag,
+                       help="a hashtag, without # (repeatable)")
+    insta.add_argument("--max-posts", type=argtypes.nonnegative_int, default=None,
+                       help="stop after N posts of each tag (over resumed runs)")
     insta.add_argument("--api", choices=("web", "legacy"), default="web",
                        help="web: today's API (needs --cookies); legacy: IFFSE's 2017 flow (default: %(default)s)")
+    insta.add_argument("--tab", choices=("recent", "top", "both"), default="recent",
+                       help="web: which feed; recent falls back to top when Instagram shows only top posts "
+                            "(default: %(default)s)")
     insta.add_argument("--cookies", type=Path, default=None,
                        help="a logged-in browser session's cookies (Netscape cookies.txt or JSON); never stored")
-    insta.add_argument("--base-url", default="https://www.instagram.com", help="(default: %(default)s)")
-    insta.add_argument("--image-host", default=None, help="replace the host of image URLs (e.g. a local imitation)")
-    insta.add_argument("--workers", type=int, default=8, help="images downloaded at once (default: %(default)s)")
-    insta.add_argument("--restart", action="store_true", help="forget the saved crawl state and start from the newest post")
+    insta.add_argument("--base-url", type=argtypes.http_url, default="https://www.instagram.com",
+                       help="(default: %(default)s)")
+    insta.add_argument("--image-host", action="append", type=argtypes.host, default=None, metavar="HOST",
+                       help="also download images from HOST (besides cdninstagram.com, fbcdn.net and the "
+                            "--base-url host; repeatable)")
+    insta.add_argument("--workers", type=argtypes.positive_int, default=8,
+                       help="images downloaded at once (default: %(default)s)")
+    walk = insta.add_mutually_exclusive_group()
+    walk.add_argument("--restart", action="store_true", help="forget the saved crawl state and start from the newest post")
+    walk.add_argument("--update", action="store_true",
+                       help="from the newest post, stop at the first page whose posts are all in the catalogue")
+    insta.add_argument("--since", type=argtypes.utc_date, default=None, metavar="DATE",
+                       help="only posts taken on or after DATE (e.g. 2024-06-01); the crawl stops at older ones")
+    insta.add_argument("--until", type=argtypes.utc_date, default=None, metavar="DATE",
+                       help="only posts taken before DATE")
     insta.add_argument("--opt-out", type=Path, default=None, help="a file of usernames, owner ids or shortcodes to skip")
     insta.add_argument("--user-agent", default=None, help="the User-Agent header (default: a desktop browser's)")
-    insta.add_argument("--page-size", type=int, default=12, help="posts per legacy GraphQL page (default: %(default)s)")
+    insta.add_argument("--page-size", type=argtypes.positive_int, default=6,
+                       help="posts per legacy GraphQL page (default: %(default)s, as IFFSE asked)")
     insta.add_argument("--query-id", default=None, help="legacy: the hashtag query_id, when the bundle lacks it")
-    insta.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
-    insta.add_argument("--rate", action="append", metavar="ENDPOINT=N/SECONDS",
-                       help="at most N requests per SECONDS to page, graphql, web or image (repeatable; "
+    insta.add_argument("--timeout", type=argtypes.positive_float, default=30.0,
+                       help="seconds per request (default: %(default)s)")
+    insta.add_argument("--rate", action="append", type=argtypes.rate_window, metavar="ENDPOINT=N/SECONDS",
+                       help="at most N requests per SECONDS to page, graphql, web, iphone or image (repeatable; "
                             "default: instaloader's limits, see iffse_lib/sources/ratelimit.py)")
-    insta.add_argument("--jitter", type=float, default=None, metavar="SECONDS",
+    insta.add_argument("--jitter", type=argtypes.nonnegative_float, default=None, metavar="SECONDS",
                        help="mean random pause before each API request (default: instaloader's 1.7; 0: none)")
     collect.set_defaults(func=cmd_collect)
 

@@ -65,3 +65,51 @@ class IndexMissing(IffseError):
 
 class SourceError(IffseError):
     """A photo source cannot be read (a missing folder, a failed download)."""
+
+
+# -- Instagram ------------------------------------------------------------------------------
+class InstagramError(SourceError):
+    """Instagram answered in a way the collector cannot go on from. ``kind`` names it."""
+
+    def __init__(self, message: str, kind: str = "instagram"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class LoginRequired(InstagramError):
+    """Instagram wants a logged-in session: a redirect to /accounts/login/, ``login_required``, or a
+    401 with ``require_login`` (the session is no longer accepted)."""
+
+
+class CheckpointRequired(InstagramError):
+    """Instagram put the account behind a checkpoint or challenge; a person must clear it in a browser."""
+
+
+class RateLimited(InstagramError):
+    """Instagram kept answering 429 or "please wait" after every retry."""
+
+
+class QueryIdNotFound(InstagramError):
+    """The legacy tag page's Commons bundle holds no hashtag ``query_id``."""
+
+
+class BadDownload(IffseError):
+    """An image download that will not get better by retrying (recorded against its post).
+
+    ``retryable`` downloads (an expired signed URL that could not be refreshed) are recorded as
+    errors, not rejections, so that a later run tries them again.
+    """
+
+    def __init__(self, kind: str, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+
+
+class BadPost(IffseError):
+    """A post whose fields make no sense (a ``taken_at`` of 1e20, a string width); recorded, then skipped."""
+
+    def __init__(self, shortcode: str | None, message: str):
+        super().__init__(message)
+        self.shortcode = shortcode
+        self.kind = "bad_post"

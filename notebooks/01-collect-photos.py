@@ -65,11 +65,12 @@ elif SOURCE == "folder":
 elif SOURCE == "instagram" and INSTAGRAM_COOKIES is None and INSTAGRAM_URL is None:
     # No account: iffse's local imitation of Instagram (generated posts of real face photos), logged
     # in with its fake cookies; a server on this machine needs no politeness pauses.
-    from iffse_lib.sources import fake_instagram, instagram
+    from iffse_lib.sources import instagram
+    from iffse_lib.testing import fake_instagram
     from iffse_lib.sources.ratelimit import RateLimiter
 
     with fake_instagram.serve(tag=INSTAGRAM_TAGS) as url:
-        collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, base_url=url, image_host=url,
+        collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, base_url=url,
                                               cookies=fake_instagram.FAKE_COOKIES, max_posts=MAX_PHOTOS,
                                               limiter=RateLimiter({}, jitter={}))
 elif SOURCE == "instagram":
@@ -77,7 +78,7 @@ elif SOURCE == "instagram":
 
     collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, cookies=INSTAGRAM_COOKIES,
                                           max_posts=MAX_PHOTOS,
-                                          **({"base_url": INSTAGRAM_URL, "image_host": INSTAGRAM_URL}
+                                          **({"base_url": INSTAGRAM_URL}
                                              if INSTAGRAM_URL else {}))
 else:
     raise ValueError(f'SOURCE must be "lfw", "folder" or "instagram", not {SOURCE!r}')

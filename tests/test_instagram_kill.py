@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from iffse_lib.catalog import Catalog
-from iffse_lib.sources.fake_instagram import FakeInstagram
+from iffse_lib.testing.fake_instagram import FakeInstagram
 
 ROOT = Path(__file__).resolve().parents[1]
 

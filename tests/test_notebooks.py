@@ -81,7 +81,7 @@ def test_01_collect_photos_from_the_instagram_imitation(tmp_path):
     import numpy as np
 
     from iffse_lib.catalog import Catalog
-    from iffse_lib.sources.fake_instagram import FakeInstagram
+    from iffse_lib.testing.fake_instagram import FakeInstagram
 
     data = tmp_path / "data"
     text, figures, pngs = run("01-collect-photos", data, SOURCE="instagram", MAX_PHOTOS=30, N_CONTACT=12)

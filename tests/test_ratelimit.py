@@ -103,3 +103,23 @@ def test_parse_windows():
         parse_windows(["graphql:5"])
     with pytest.raises(ValueError):
         RateLimiter({"x": [(0, 1.0)]})
+
+
+def test_default_windows_are_instaloaders():
+    from iffse_lib.sources.ratelimit import RETRY_MARGIN
+
+    assert DEFAULT_WINDOWS["page"] == DEFAULT_WINDOWS["web"] == ((75, 660.0),)  # "other" www requests
+    assert DEFAULT_WINDOWS["graphql"] == ((200, 660.0), (275, 600.0))  # per query, and all together
+    assert DEFAULT_WINDOWS["iphone"] == ((199, 1800.0),)  # i.instagram.com
+    assert RETRY_MARGIN == {"iphone": 18.0, "default": 6.0}
+    clock = FakeClock()
+    limiter = RateLimiter(jitter={}, clock=clock, sleep=clock.sleep)
+    waits = [limiter.wait("graphql") for _ in range(201)]
+    # With one query, 200 per 11 min binds before 275 per 10 min: the 201st waits for the first to leave.
+    assert waits[:200] == [0.0] * 200 and waits[200] == pytest.approx(660.0)
+
+
+def test_hold_refuses_nan():
+    limiter = RateLimiter({"api": [(1, 1.0)]}, jitter={})
+    with pytest.raises(ValueError, match="NaN"):
+        limiter.hold("api", float("nan"))

@@ -13,12 +13,19 @@ which Instagram tolerated for years:
 ==========  ============================  ======================================================
 endpoint    default windows               what it covers
 ==========  ============================  ======================================================
-``page``    75 per 11 min                 HTML pages and JavaScript bundles (legacy tag page)
-``graphql`` 200 per 11 min                ``/graphql/query/`` (legacy pagination)
-``web``     199 per 30 min                ``/api/v1/…`` and ``?__a=1`` JSON (today's web API)
+``page``    75 per 11 min                 HTML pages and JavaScript bundles (legacy tag page);
+                                          instaloader's "other" www requests
+``web``     75 per 11 min                 ``www.instagram.com/api/v1/…`` JSON (today's web API):
+                                          also non-GraphQL www requests
+``graphql`` 200 per 11 min and            ``/graphql/query/`` (legacy pagination): 200 per query
+            275 per 10 min                hash, 275 for all GraphQL together (iffse sends one query)
+``iphone``  199 per 30 min                ``i.instagram.com/api/v1/…`` (the app's API)
 ``image``   600 per 1 min                 image files from the CDN (instaloader does not limit
                                           these; iffse keeps them under 10 per second)
 ==========  ============================  ======================================================
+
+After a 429 without a usable ``Retry-After`` the client waits until the oldest request leaves
+the fullest window, plus :data:`RETRY_MARGIN` (instaloader's +6 s, +18 s for ``iphone``).
 
 Every API request (not image) is also preceded by a random pause ``min(expovariate(0.6), 15)``
 seconds long (mean 1.7 s), as instaloader does, so that requests do not arrive like clockwork.
@@ -39,10 +46,13 @@ Window = tuple[int, float]
 #: (requests, seconds) windows per endpoint; see the module docstring.
 DEFAULT_WINDOWS: dict[str, tuple[Window, ...]] = {
     "page": ((75, 11 * 60.0),),
-    "graphql": ((200, 11 * 60.0),),
-    "web": ((199, 30 * 60.0),),
+    "web": ((75, 11 * 60.0),),
+    "graphql": ((200, 11 * 60.0), (275, 10 * 60.0)),
+    "iphone": ((199, 30 * 60.0),),
     "image": ((600, 60.0),),
 }
+#: Seconds added after a window frees when a 429 came without a usable Retry-After (instaloader).
+RETRY_MARGIN: dict[str, float] = {"iphone": 18.0, "default": 6.0}
 
 
 def instaloader_jitter(rng: random.Random) -> float:
@@ -54,6 +64,7 @@ DEFAULT_JITTER: dict[str, Callable[[random.Random], float]] = {
     "page": instaloader_jitter,
     "graphql": instaloader_jitter,
     "web": instaloader_jitter,
+    "iphone": instaloader_jitter,
 }
 
 
@@ -147,6 +158,8 @@ class RateLimiter:
 
     def hold(self, endpoint: str, until: float) -> None:
         """Let no request to ``endpoint`` start before ``until`` (a ``clock()`` time), e.g. Retry-After."""
+        if until != until:  # NaN holds nothing back; refuse it rather than let requests through unpaced
+            raise ValueError("hold(): the time to wait until is NaN")
         with self._lock:
             self._hold[endpoint] = max(self._hold.get(endpoint, until), until)
 
