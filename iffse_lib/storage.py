@@ -81,7 +81,11 @@ class WriterLock:
         if key in WriterLock._held:
             raise CatalogLocked(f"this process already has {self.path.parent} open for writing: close that "
                                 "Catalog first, or open this one with readonly=True")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CatalogLocked(f"{self.path.parent} cannot be written here ({exc.strerror}); commands that only "
+                                "read it (search, stats, check) still work") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
