@@ -27,13 +27,16 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
 from . import config
 from .errors import CatalogError, ModelMismatch
 from .records import Box, Detection, Face, PhotoRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 
@@ -520,7 +523,7 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- views for notebooks ----------------------------------------------------------------
-    def photos(self):
+    def photos(self) -> pd.DataFrame:
         """Photos as a pandas DataFrame (one row per photo, with its face count; absolute paths)."""
         import pandas as pd
 
@@ -531,7 +534,7 @@ class Catalog:
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df
 
-    def faces(self, model: str | None = None):
+    def faces(self, model: str | None = None) -> pd.DataFrame:
         """Faces as a pandas DataFrame: box, score, landmarks (68 x 2), photo path and identity.
 
         With ``model``, only faces that have a vector of that model, with a ``row`` column.
@@ -550,7 +553,7 @@ class Catalog:
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df
 
-    def errors(self):
+    def errors(self) -> pd.DataFrame:
         """Recorded errors as a pandas DataFrame."""
         import pandas as pd
 
