@@ -47,6 +47,7 @@ def test_collect_index_forget_print_json_and_log_with_v(tmp_path):
     assert collected["counts"]["stored"] == n_good and collected["counts"]["errors"] == 1
     assert collected["seconds"] >= collected["counts"]["seconds"] > 0
     assert "rejected folder biden/broken.jpg: not_image" in out.stderr  # -v: INFO
+    assert f"{photos}: {n_good + 1} image files (0 other files skipped" in out.stderr
     assert "DEBUG" not in out.stderr  # DEBUG lines need -vv
 
     again = _iffse("collect", "folder", photos, "--data", data, "--json", "-vv")

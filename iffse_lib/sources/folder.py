@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
 from .. import config
 from ..errors import SourceError
 from ..records import PhotoRecord
+
+log = logging.getLogger(__name__)
 
 
 class FolderSource:
@@ -27,8 +30,10 @@ class FolderSource:
             raise SourceError(f"{self.root} is not a folder")
         self.identity_from_folder = identity_from_folder
         self.extensions = tuple(e.lower() for e in extensions)
-        self._files = sorted(p for p in self.root.rglob("*")
-                             if p.is_file() and p.suffix.lower() in self.extensions and not p.name.startswith("."))
+        files = [p for p in self.root.rglob("*") if p.is_file()]
+        self._files = sorted(p for p in files if p.suffix.lower() in self.extensions and not p.name.startswith("."))
+        log.info("%s: %d image files (%d other files skipped by extension or as hidden)", self.root,
+                 len(self._files), len(files) - len(self._files))
 
     def __len__(self) -> int:
         return len(self._files)
