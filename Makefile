@@ -58,10 +58,10 @@ LOCK_OPTS := --quiet --strip-extras --no-emit-index-url --no-emit-find-links
 lock: | $(VENV)/bin/python
 	$(PIP) install --quiet pip-tools
 	CUSTOM_COMPILE_COMMAND="make lock" $(PY) -m piptools compile $(LOCK_OPTS) -o requirements.lock requirements.txt
-	sed -i 's/^torch==\([0-9.]*\)+.*/torch==\1/' requirements.lock
+	sed -i.orig 's/^torch==\([0-9.]*\)+.*/torch==\1/' requirements.lock && rm requirements.lock.orig
 	CUSTOM_COMPILE_COMMAND="make lock" $(PY) -m piptools compile $(LOCK_OPTS) --allow-unsafe -c requirements.lock \
 		-o requirements-test.lock requirements-test.txt
-	sed -i 's/^torch==\([0-9.]*\)+.*/torch==\1/' requirements-test.lock
+	sed -i.orig 's/^torch==\([0-9.]*\)+.*/torch==\1/' requirements-test.lock && rm requirements-test.lock.orig
 
 clean:
 	rm -rf $(VENV) .pytest_cache
