@@ -126,6 +126,38 @@ def test_chinese_whispers_and_hdbscan_recover_separated_people():
         assert scores["n_clusters"] == 6
 
 
+@pytest.mark.slow  # NN-descent compiles its numba code on first use: about a minute
+def test_knn_graph_by_nn_descent_matches_the_exact_one_and_clusters_alike():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(150, 128))
+    centres *= 1.5 / np.linalg.norm(centres, axis=1, keepdims=True)
+    X = np.vstack([c + rng.normal(scale=0.03, size=(12, 128)) for c in centres]).astype(np.float32)
+    X[1] = X[0]  # a duplicate: still left out as "itself" only where it is itself
+    ident = np.repeat(np.arange(150), 12)
+    exact_p, exact_d = reduce.knn_graph(X, k=10)
+    approx_p, approx_d = reduce.knn_graph(X, k=10, exact_below=0)
+    n = len(X)
+    for pos in (exact_p, approx_p):
+        assert pos.shape == (n, 10) and not (pos == np.arange(n)[:, None]).any()
+    assert exact_p[0, 0] == 1 and exact_d[0, 0] == 0.0
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx_p, exact_p)])
+    assert recall >= 0.95, recall
+    exact_labels = reduce.chinese_whispers(X, threshold=0.6)
+    approx_labels = reduce.chinese_whispers(X, threshold=0.6, exact_below=0)
+    for labels in (exact_labels, approx_labels):
+        scores = reduce.cluster_scores(ident, labels)
+        assert scores["purity"] == 1.0 and scores["n_clusters"] == 150
+
+
+def test_chinese_whispers_keeps_lonely_faces_as_singletons():
+    X = np.array([[0, 0], [0.1, 0], [5, 5], [10, 0], [10, 0.2]], np.float32)
+    labels = reduce.chinese_whispers(X, threshold=0.6, k=2)
+    assert len(labels) == 5 and labels[0] == labels[1] and labels[3] == labels[4]
+    assert len({labels[0], labels[2], labels[3]}) == 3
+    lonely_last = reduce.chinese_whispers(X[[0, 1, 3, 4, 2]], threshold=0.6, k=2)
+    assert len(lonely_last) == 5 and lonely_last[4] not in lonely_last[:4]
+
+
 def test_cluster_scores_on_known_labels():
     s = reduce.cluster_scores(["a", "a", "b", "b"], [0, 0, 0, 1])
     assert s["purity"] == 0.75 and s["n_clusters"] == 2 and s["n_singletons"] == 1
