@@ -6,20 +6,21 @@ PIP    := $(PY) -m pip
 # LFW for the demo: $IFFSE_LFW_DIR, else a ../shared/data/lfw copy beside the project, else download.
 LFW_DIR ?= $(or $(IFFSE_LFW_DIR),$(wildcard ../shared/data/lfw))
 
-.PHONY: demo test test-fast models lab screenshots venv venv-test clean check-notebooks gpu-bundle
+.PHONY: demo test test-fast models lab screenshots venv venv-test clean check-notebooks gpu-bundle lock
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# Stamps record which requirements file was installed, so an edit re-runs pip.
-$(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(VENV)/bin/python
-	HNSWLIB_NO_NATIVE=1 $(PIP) install --quiet -r requirements.txt  # hnswlib: portable build
+# The lock files pin every package, transitive ones too (`make lock` writes them from
+# requirements*.txt). Stamps record which lock file was installed, so an edit re-runs pip.
+$(VENV)/.runtime-installed: requirements.lock pyproject.toml | $(VENV)/bin/python
+	HNSWLIB_NO_NATIVE=1 $(PIP) install --quiet -r requirements.lock  # hnswlib: portable build
 	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.test-installed: requirements-test.txt $(VENV)/.runtime-installed
-	$(PIP) install --quiet -r requirements-test.txt
+$(VENV)/.test-installed: requirements-test.lock $(VENV)/.runtime-installed
+	$(PIP) install --quiet -r requirements-test.lock
 	touch $@
 
 venv: $(VENV)/.runtime-installed
@@ -50,6 +51,17 @@ screenshots: models venv-test
 
 check-notebooks: venv-test
 	$(PY) tools/check_notebooks.py
+
+# requirements.lock / requirements-test.lock from requirements.txt / requirements-test.txt
+# (pip-tools). torch's local label (+cpu) is dropped so that the pin reads torch==2.13.0 everywhere.
+LOCK_OPTS := --quiet --strip-extras --no-emit-index-url --no-emit-find-links
+lock: | $(VENV)/bin/python
+	$(PIP) install --quiet pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(PY) -m piptools compile $(LOCK_OPTS) -o requirements.lock requirements.txt
+	sed -i.orig 's/^torch==\([0-9.]*\)+.*/torch==\1/' requirements.lock && rm requirements.lock.orig
+	CUSTOM_COMPILE_COMMAND="make lock" $(PY) -m piptools compile $(LOCK_OPTS) --allow-unsafe -c requirements.lock \
+		-o requirements-test.lock requirements-test.txt
+	sed -i.orig 's/^torch==\([0-9.]*\)+.*/torch==\1/' requirements-test.lock && rm requirements-test.lock.orig
 
 clean:
 	rm -rf $(VENV) .pytest_cache

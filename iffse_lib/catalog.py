@@ -42,7 +42,7 @@ import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
 import numpy as np
@@ -51,6 +51,9 @@ from . import config
 from .errors import CatalogDamaged, CatalogError, CatalogLocked, DiskFull, IffseError, ModelMismatch
 from .records import Box, Detection, Face, PhotoRecord
 from .storage import VectorFile, WriterLock, disk_errors, fsync_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 2
 
@@ -831,7 +834,7 @@ class Catalog:
                           "mentions", "location", "original_width", "original_height", "accessibility_caption",
                           "product_type", "tab")
 
-    def photos(self):
+    def photos(self) -> pd.DataFrame:
         """Photos as a pandas DataFrame (one row per photo, with its face count; absolute paths),
         with the post metadata of :attr:`PHOTO_META_COLUMNS`."""
         import pandas as pd
@@ -844,7 +847,7 @@ class Catalog:
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df
 
-    def faces(self, model: str | None = None):
+    def faces(self, model: str | None = None) -> pd.DataFrame:
         """Faces as a pandas DataFrame: box, score, landmarks (68 x 2), photo path and identity.
 
         With ``model``, only faces that have a vector of that model, with a ``row`` column.
@@ -863,7 +866,7 @@ class Catalog:
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df
 
-    def errors(self):
+    def errors(self) -> pd.DataFrame:
         """Recorded errors as a pandas DataFrame."""
         import pandas as pd
 

@@ -1,5 +1,9 @@
 """The `iffse` command: a thin layer over the library.
 
+Every command that does work takes ``--json`` (one JSON document of counts, timings and paths on
+stdout, no text summary) and ``-v``/``-vv`` (log lines at INFO/DEBUG on stderr; ``--quiet`` keeps
+only errors). Logging is set up here only: the library logs and never configures handlers.
+
 Exit codes: 0 ok; 1 an iffse error (bad input, missing model, no index…), with a one-line reason
 on stderr; 2 bad command-line usage; 130 interrupted; 141 the reader of the output went away.
 """
@@ -9,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from . import argtypes, config
+from . import __version__, argtypes, config
 from .argtypes import bounded, existing_file, nonnegative_int, positive_int
 from .errors import IffseError
 
@@ -35,9 +40,26 @@ def _catalog(args, create: bool = True, readonly: bool = False):
 
 
 def _say(args, *lines) -> None:
-    if not args.quiet:
+    if not args.quiet and not args.json:
         for line in lines:
             print(line)
+
+
+def _report(args, payload: dict) -> None:
+    """--json: print the command's one JSON document (counts, timings, paths)."""
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+
+
+def _setup_logging(args) -> None:
+    """Log lines on stderr: warnings by default, INFO with -v, DEBUG with -vv, errors only with -q.
+    The level is set on iffse_lib's logger, so other libraries stay at warnings."""
+    import logging
+
+    level = logging.ERROR if args.quiet else {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    logging.getLogger("iffse_lib").setLevel(level)
 
 
 def _embedder_kwargs(args) -> dict:
@@ -76,6 +98,7 @@ def cmd_collect(args) -> int:
 
     if args.source == "instagram":
         return cmd_collect_instagram(args)
+    t0 = time.perf_counter()
     if args.source == "folder":
         from .sources.folder import FolderSource
 
@@ -92,12 +115,15 @@ def cmd_collect(args) -> int:
         _say(args, f"collected from {args.source}: {counts.get('stored', 0)} new photos, "
                    f"{counts.get('skipped', 0)} already there, {counts.get('duplicates', 0)} duplicates, "
                    f"{counts.get('errors', 0)} rejected  ({cat.root})")
+        _report(args, {"command": "collect", "source": args.source, "counts": counts,
+                       "seconds": round(time.perf_counter() - t0, 3), "data": str(cat.root)})
     return 0
 
 
 def cmd_index(args) -> int:
     from . import pipeline
 
+    t0 = time.perf_counter()
     embedder = _embedder(args)
     detector = _detector(args)
     if detector is None:
@@ -121,6 +147,9 @@ def cmd_index(args) -> int:
         if counts.get("other_detector"):
             _say(args, f"{counts['other_detector']} photos keep the faces another detector found; "
                        f"--redetect detects them again with {detector.tag}")
+        _report(args, {"command": "index", "counts": counts, "index_faces": len(index), "model": embedder.model_tag,
+                       "detector": detector.tag, "seconds": round(time.perf_counter() - t0, 3),
+                       "data": str(cat.root), "index_dir": str(cat.root / "index")})
     return 0
 
 
@@ -153,6 +182,7 @@ def cmd_collect_instagram(args) -> int:
         jitter = DEFAULT_JITTER if args.jitter is None else {e: jitter_with_mean(args.jitter) for e in DEFAULT_JITTER}
     except ValueError as exc:
         raise IffseError(str(exc)) from None
+    t0 = time.perf_counter()
     options = {"user_agent": args.user_agent, "page_size": args.page_size, "query_id": args.query_id,
                "timeout": args.timeout, "limiter": RateLimiter(windows, jitter=jitter)}
     with _catalog(args) as cat:
@@ -180,14 +210,19 @@ def cmd_collect_instagram(args) -> int:
         if counts["errors"]:
             _say(args, "errors: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["errors"].items()))
                  + "  (see `iffse stats`)")
+        _report(args, {"command": "collect", "source": "instagram", "counts": counts,
+                       "seconds": round(time.perf_counter() - t0, 3), "data": str(cat.root)})
     return 0
 
 
 def cmd_forget(args) -> int:
+    t0 = time.perf_counter()
     with _catalog(args, create=False) as cat, cat.run("forget", vars(args)):
         removed = cat.forget(owner=args.owner, photo=args.photo)
     _say(args, f"removed {removed} photos with their faces and vectors, and erased their files and vectors; "
                "run `iffse index` to rewrite the index without them")
+    _report(args, {"command": "forget", "owner": args.owner, "photo": args.photo, "removed": removed,
+                   "seconds": round(time.perf_counter() - t0, 3), "data": str(cat.root)})
     return 0
 
 
@@ -220,19 +255,26 @@ def cmd_stats(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(data=args.data, lfw_dir=args.lfw_dir, limit=args.limit, embedder=args.embedder,
-             progress=not args.quiet, out=None if args.quiet else sys.stdout)
+    summary = run_demo(data=args.data, lfw_dir=args.lfw_dir, limit=args.limit, embedder=args.embedder,
+                       progress=not args.quiet, out=None if args.quiet or args.json else sys.stdout)
+    if "search" in summary:
+        summary["search"]["matches"] = summary["search"]["matches"].to_dict("records")
+    _report(args, {"command": "demo", **summary})
     return 0
 
 
 def cmd_evaluate_make_pairs(args) -> int:
     from .evaluate import make_pairs, write_pairs
 
+    t0 = time.perf_counter()
     pairs = make_pairs(args.lfw_dir, n_folds=args.folds, seed=args.seed,
                        max_same_per_person=args.max_same_per_person, max_per_fold=args.max_per_fold)
     path = write_pairs(pairs, args.out)
     _say(args, f"wrote {len(pairs)} pairs ({pairs.attrs['n_folds']} folds of {pairs.attrs['per_fold']} same + "
                f"{pairs.attrs['per_fold']} different) to {path}")
+    _report(args, {"command": "evaluate make-pairs", "pairs": len(pairs), "folds": pairs.attrs["n_folds"],
+                   "per_fold": pairs.attrs["per_fold"], "out": str(path), "lfw_dir": str(args.lfw_dir),
+                   "seconds": round(time.perf_counter() - t0, 3)})
     return 0
 
 
@@ -269,11 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, default=config.DATA_DIR, help="catalogue folder (default: %(default)s)")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
-    common.add_argument("--no-wait", action="store_true",
+    common.add_argument("--no-wait", action="store_true", default=argparse.SUPPRESS,
                         help="when another process is writing the catalogue, exit (status 1) instead of waiting")
+    # SUPPRESS: a subcommand's default does not undo `iffse -v index` (main fills in the defaults).
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document (counts, timings, paths) instead of text")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what happens on stderr: -v steps, -vv details")
 
     parser = argparse.ArgumentParser(prog="iffse", description="Index the faces in photo collections and "
                                      "search them by likeness.", parents=[common])
+    parser.add_argument("--version", action="version", version=f"iffse {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     collect = sub.add_parser("collect", help="add photos to the catalogue", parents=[common])
@@ -370,7 +418,6 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=bounded(int, 1, MAX_K), default=config.DEFAULT_K,
                         help="matches per face, at most the faces indexed (default: %(default)s)")
     search.add_argument("--threshold", type=bounded(float, 0), default=None, help="drop matches farther than this")
-    search.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(search)
     device_options(search, "use the one the catalogue was indexed with",
                    "the one that found most of the catalogue's faces")
@@ -388,11 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--repair", action="store_true",
                        help="delete orphan files, compute lost or damaged vectors again, erase leftover vector "
                             "bytes, rebuild a mismatched index")
-    check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=cmd_check)
 
     stats = sub.add_parser("stats", help="what the catalogue holds", parents=[common])
-    stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
 
     demo = sub.add_parser("demo", help="collect LFW, index it and run one search", parents=[common])
@@ -417,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     optional_data.add_argument("--data", type=Path, default=None,
                                help="a catalogue holding the LFW photos: reuse its vectors (default: compute all)")
     optional_data.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    optional_data.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                               help="log what happens on stderr: -v steps, -vv details")
     lfw_pairs = esub.add_parser("lfw-pairs", help="LFW's ten-fold verification protocol", parents=[optional_data])
     lfw_pairs.add_argument("--pairs", type=Path, required=True, help="pairs file in LFW's format (pairs.txt)")
     lfw_pairs.add_argument("--lfw-dir", type=Path, default=None, help="LFW copy (default: $IFFSE_LFW_DIR)")
@@ -431,7 +478,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ranks scored for mAP (default: %(default)s)")
     retrieval.add_argument("--max-queries", type=positive_int, default=None,
                            help="score this many random queries (default: every labelled face)")
-    retrieval.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(retrieval)
     retrieval.set_defaults(func=cmd_evaluate_retrieval)
     return parser
@@ -440,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    args.verbose = getattr(args, "verbose", 0)
+    _setup_logging(args)
     try:
         return args.func(args)
     except IffseError as exc:

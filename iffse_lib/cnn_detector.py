@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 from collections import defaultdict
 
@@ -58,6 +59,8 @@ from . import config
 from .errors import IffseError
 from .models import model_path
 from .records import Box
+
+log = logging.getLogger(__name__)
 
 #: pyramid_down<6>: each level is 5/6 the size of the one before.
 PYRAMID_N = 6
@@ -244,6 +247,7 @@ def _ieee_float32(torch, device_type: str):
 def _detector(path: str, device: str):
     from . import dlibnet
 
+    log.info("loading dlib's CNN face detector into PyTorch from %s (%s)", path, device)
     net, options = dlibnet.build_mmod_detector(path)
     net = dlibnet.fold_affine(net).to(device)
     if _device_type(device) == "cpu":

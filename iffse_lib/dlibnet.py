@@ -679,7 +679,9 @@ def build_face_resnet(path: str | os.PathLike | None = None) -> DlibNet:
     Returns a new float32 CPU module in eval mode each call (the parsed file is cached).
     """
     if path is None:
-        path = config.MODELS_DIR / config.FACE_RESNET_FILE
+        from .models import model_path
+
+        path = model_path(config.FACE_RESNET_FILE)
     dnn = read_dnn(path)
     net = _build(dnn, _face_resnet_definition(), ("loss_metric_2",))
     count = sum(p.numel() for p in net.parameters())
@@ -743,7 +745,9 @@ def build_mmod_detector(path: str | os.PathLike | None = None) -> tuple[DlibNet,
     """dlib's CNN face detector (``mmod_human_face_detector.dat``, default: models/): the network
     as a float32 CPU module (``body`` takes the tiled pyramid tensor) and its options."""
     if path is None:
-        path = config.MODELS_DIR / config.CNN_DETECTOR_FILE
+        from .models import model_path
+
+        path = model_path(config.CNN_DETECTOR_FILE)
     dnn = read_dnn(path)
     net = _build(dnn, _mmod_definition(), ("loss_mmod_",))
     loss, inp = dnn.loss.fields, dnn.layers[-1].fields

@@ -13,6 +13,7 @@ stores is tagged with the embedder's ``model_tag``; vectors of different tags ne
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +21,8 @@ import numpy as np
 from . import config
 from .errors import IffseError
 from .models import model_path
+
+log = logging.getLogger(__name__)
 
 #: The tag of float32 vectors of dlib's face ResNet, from either embedder.
 MODEL_TAG = "dlib-resnet-v1"
@@ -42,6 +45,7 @@ class Embedder(Protocol):
 def _dlib_face_resnet(path: str):
     import dlib
 
+    log.info("loading dlib's face ResNet from %s", path)
     return dlib.face_recognition_model_v1(path)
 
 

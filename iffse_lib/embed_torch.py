@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 
 import numpy as np
 
@@ -39,6 +40,8 @@ from . import embed as _embed
 from .embed import MODEL_TAG
 from .errors import DependencyMissing, IffseError
 from .models import model_path
+
+log = logging.getLogger(__name__)
 
 #: The tag of float32 vectors; other precisions append a suffix (see the module docstring).
 
@@ -200,6 +203,7 @@ def _prepared_net(path: str, device: str, dtype: str, channels_last: bool, compi
     torch = _torch()
     from . import dlibnet
 
+    log.info("loading the face ResNet into PyTorch from %s (%s, %s)", path, device, dtype)
     net = dlibnet.fold_affine(dlibnet.build_face_resnet(path))
     net = net.to(device=device, dtype=getattr(torch, dtype))
     if channels_last:

@@ -33,13 +33,16 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import config
 from .errors import IffseError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The fixed box, as fractions of the photo's width and height (left, top, right, bottom), in which
 #: the 68-point predictor runs when the detector finds no face in an LFW photo: (67, 80, 176, 188)
@@ -67,7 +70,7 @@ def lfw_file(name: str, num: int) -> str:
 
 # -- pairs files ----------------------------------------------------------------------------------
 
-def read_pairs(path: str | Path):
+def read_pairs(path: str | Path) -> pd.DataFrame:
     """An LFW pairs file as a DataFrame with columns ``fold, name1, num1, name2, num2, same``.
 
     Accepts View 2's ``pairs.txt`` (first line ``10 300``: ten folds of 300 same-person then 300
@@ -148,7 +151,7 @@ def write_pairs(pairs, path: str | Path) -> Path:
 
 
 def make_pairs(lfw_dir: str | Path, n_folds: int = 10, seed: int = 0, max_same_per_person: int | None = None,
-               max_per_fold: int | None = None):
+               max_per_fold: int | None = None) -> pd.DataFrame:
     """Pairs in ten folds from an LFW folder: every same-person pair it holds and as many different ones.
 
     Same-person pairs: every unordered pair of images of each person (at most
@@ -535,7 +538,7 @@ class LFWResult:
         fpr, tpr, thr = roc_curve(self.pairs["same"], -self.pairs["distance"])
         return fpr, tpr, -thr
 
-    def worst(self, kind: str = "false_match", n: int = 8, distinct: bool = True):
+    def worst(self, kind: str = "false_match", n: int = 8, distinct: bool = True) -> pd.DataFrame:
         """The ``n`` worst errors: ``false_match`` (different people, smallest distances) or
         ``miss`` (same person, largest distances). With ``distinct``, each photo shows once (one
         bad photo of a person with many photos would otherwise fill the list)."""
@@ -640,7 +643,7 @@ def evaluate_lfw_pairs(pairs, lfw_dir: str | Path | None = None, catalog=None, e
     return LFWResult(pv.model_tag, pairs, folds, auc, pv)
 
 
-def fallback_report(result: LFWResult):
+def fallback_report(result: LFWResult) -> pd.DataFrame:
     """Pairs that involve a photo aligned from :data:`FALLBACK_BOX` against the others: counts,
     accuracy (with each pair's fold threshold) and mean distances of same and different pairs."""
     import pandas as pd
@@ -712,7 +715,7 @@ class RetrievalResult:
                 f"{c['precision@5_ceiling']:.4f}")
 
 
-def labelled_faces(catalog, model_tag: str):
+def labelled_faces(catalog, model_tag: str) -> pd.DataFrame:
     """The faces of ``model_tag`` with the label each carries for retrieval.
 
     A photo's identity labels one face: the face nearest the photo's centre (a collection's photo

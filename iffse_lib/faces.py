@@ -13,6 +13,7 @@ Models load on first use, once per process.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,8 @@ from PIL import Image
 from . import config
 from .models import model_path
 from .records import Box, Detection
+
+log = logging.getLogger(__name__)
 
 #: The 68-point layout, region by region (half-open index ranges), for plots.
 REGIONS = {
@@ -56,6 +59,7 @@ def _hog_detector():
 def _shape_predictor(path: str):
     import dlib
 
+    log.info("loading dlib's landmark model from %s", path)
     return dlib.shape_predictor(path)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -74,6 +75,20 @@ HNSW_EF_CONSTRUCTION = 100
 HNSW_EF = 512
 #: after the build, nodes with fewer links pointing at them get more (reinforce_hnsw)
 HNSW_MIN_IN_LINKS = 8
+#: The hnswlib releases whose private serialised layout reinforce_hnsw knows.
+HNSW_LAYOUT_RELEASES = "0.8."
+
+log = logging.getLogger(__name__)
+
+
+def hnswlib_version() -> str | None:
+    """The installed hnswlib's version (it has no ``__version__``), or None when unknown."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("hnswlib")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def reinforce_hnsw(ann, min_in_links: int):
@@ -88,7 +103,16 @@ def reinforce_hnsw(ann, min_in_links: int):
     nearest 1- and 2-hop graph neighbours that have room (level 0 holds up to ``2*M`` links and
     most nodes use far fewer), nearest first, as the reverse edges that NSG and Vamana add for
     connectivity. It works on hnswlib's own serialised state and returns a new index.
+
+    That state is private: with an hnswlib release other than 0.8.x, the graph is returned as
+    hnswlib built it, with a logged warning.
     """
+    version = hnswlib_version()
+    if version is None or not version.startswith(HNSW_LAYOUT_RELEASES):
+        log.warning("hnswlib %s: not reinforcing the graph's in-links (reinforce_hnsw knows the private "
+                    "layout of hnswlib %sx only); some faces may be harder to reach at low ef",
+                    version or "of unknown version", HNSW_LAYOUT_RELEASES)
+        return ann
     hnswlib = _hnswlib()
     state = ann.__getstate__()[0]
     size, m0, count, dim = (state["size_data_per_element"], state["max_M0"], state["cur_element_count"],

@@ -67,23 +67,27 @@ def collect(catalog: Catalog, source: Iterable[PhotoRecord], progress: bool = Tr
             catalog.source_states(record.kind).get(record.source_id))
         if state is not None and not _read_again(state, record):
             counts["skipped"] += 1
+            log.debug("skipped %s %s: collected before", record.kind, record.source_id)
             continue
         try:
             data = record.read_bytes()
             image = images.open_image(data)
         except BadImage as exc:
             catalog.reject_source(record, "collect", exc.kind, f"{record.source_id}: {exc}")
-            log.info("rejected %s: %s", record.source_id, exc)
+            log.info("rejected %s %s: %s (%s)", record.kind, record.source_id, exc.kind, exc)
             counts["errors"] += 1
             continue
         except OSError as exc:
             catalog.reject_source(record, "collect", "unreadable", f"{record.source_id}: {exc}")
+            log.info("rejected %s %s: unreadable (%s)", record.kind, record.source_id, exc)
             counts["errors"] += 1
             continue
         _, created = catalog.store_photo(record, data, image.width, image.height, images.guess_extension(data))
         counts["stored" if created else "duplicates"] += 1
         bar.set_postfix(stored=counts["stored"], errors=counts["errors"], refresh=False)
     counts["seconds"] = round(time.perf_counter() - t0, 3)
+    log.info("collected %s: %d stored, %d skipped, %d duplicates, %d rejected in %.1f s", kind or "photos",
+             counts["stored"], counts["skipped"], counts["duplicates"], counts["errors"], counts["seconds"])
     return dict(counts)
 
 
@@ -246,6 +250,7 @@ def commit_batch(catalog: Catalog, result: dict, times: StageTimes, counts: Coun
     """Write one :func:`run_batch` result to the catalogue in one transaction; add up its counts."""
     for photo_id, kind, message in result["errors"]:
         catalog.record_error("load", kind, message, photo_id=photo_id)
+        log.info("rejected photo %s: %s (%s)", photo_id, kind, message)
     t = time.perf_counter()
     catalog.save_batch(result["detector"], result["detected"], result["model_tag"], result["vectors"], result["keys"])
     times.add("commit", time.perf_counter() - t, per_item=False)
@@ -344,6 +349,7 @@ def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = c
     memmap = catalog.vector_file(model_tag).array()
     backend = backend or default_backend(len(face_ids))
     index = FaceIndex(model_tag, dim=memmap.shape[1], n_trees=n_trees, backend=backend)
+    log.info("building the %s index of %d %s faces", backend, len(face_ids), model_tag)
     step = 100_000  # copy the memmap a slice at a time, not the whole file
     for start in tqdm(range(0, len(face_ids), step), desc="index build", unit="slice", disable=not progress):
         sl = slice(start, start + step)
@@ -355,6 +361,8 @@ def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = c
     log.info("built the %s index of %d faces of %s in %.1f s", backend, len(face_ids), model_tag,
              time.perf_counter() - t)
     seconds = time.perf_counter() - t
+    log.info("built and saved the %s index of %d faces in %.1f s (%s)", backend, len(face_ids), seconds,
+             index_dir(catalog))
     return index, {"faces": len(face_ids), "n_trees": n_trees, "backend": backend, "rebuilt": True,
                    "seconds": round(seconds, 3)}
 
@@ -430,10 +438,13 @@ def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = 
             reason = (f"{len(index.buffer_ids)} new + {index.removed} removed faces > "
                       f"{rebuild_threshold(index.segment_size)}")
     if reason is not None:
+        log.info("rebuilding the index: %s", reason)
         index, info = build_index(catalog, model_tag, n_trees=n_trees, progress=progress, backend=backend)
         info["reason"] = reason
         return index, info
     catalog.set_meta("index_stale", "0")
+    log.info("kept the index segment of %d faces; %d new faces searched exactly, %d removed",
+             index.segment_size, len(index.buffer_ids), index.removed)
     return index, {"faces": len(index), "segment": index.segment_size, "buffer": len(index.buffer_ids),
                    "removed": index.removed, "rebuilt": False, "backend": index.backend,
                    "rebuild_at": rebuild_threshold(index.segment_size), "seconds": round(time.perf_counter() - t, 3)}

@@ -1,7 +1,8 @@
 """Figures for the notebooks. Every plotting function returns a matplotlib Figure (never shows it).
 
 Use :func:`save` to write one as a PNG. Figures are made with ``matplotlib.figure.Figure``
-directly, so they work without a display and do not pile up in pyplot's figure list.
+directly, so they work without a display and do not pile up in pyplot's figure list. A function
+that draws one panel takes ``ax=``: it then draws on that Axes and returns its figure.
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import functools
 import io
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from . import config
 from .records import Box
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: Region colours for the 68 landmarks (colour-blind safe, Okabe-Ito).
 REGION_COLOURS = {
@@ -30,11 +36,19 @@ REGION_COLOURS = {
 _CLOSED = {"right_eye", "left_eye"}
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     _show_figures_in_ipython()
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _panel(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or a new figure of ``width`` x ``height`` inches with one panel."""
+    if ax is not None:
+        return ax.get_figure(), ax
+    fig = _figure(width, height)
+    return fig, fig.add_subplot()
 
 
 @functools.cache
@@ -135,7 +149,8 @@ def _region_legend(ax) -> None:
               title="landmarks", title_fontsize=9)
 
 
-def landmarks(image: np.ndarray, faces: Iterable, title: str | None = None, width: float = 7.5):
+def landmarks(image: np.ndarray, faces: Iterable, title: str | None = None, width: float = 7.5,
+              ax: Axes | None = None) -> Figure:
     """A photo with each face's detector box, score and 68 landmarks coloured by region.
 
     ``faces``: objects with ``box``, ``score`` and ``landmarks`` (:class:`~iffse_lib.records.Detection`,
@@ -143,8 +158,7 @@ def landmarks(image: np.ndarray, faces: Iterable, title: str | None = None, widt
     """
     faces = list(faces)
     h, w = image.shape[:2]
-    fig = _figure(width, width * h / w * 0.82 + 0.4)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, width, width * h / w * 0.82 + 0.4)
     ax.imshow(image)
     for i, f in enumerate(faces):
         box = _as_box(f.box if hasattr(f, "box") else f)
@@ -170,7 +184,7 @@ def _rect(box: Box, colour: str, lw: float = 1.5):
     return Rectangle((box.left, box.top), box.width, box.height, fill=False, edgecolor=colour, lw=lw)
 
 
-def alignment_steps(image: np.ndarray, landmarks_: np.ndarray, box=None, title: str | None = None):
+def alignment_steps(image: np.ndarray, landmarks_: np.ndarray, box=None, title: str | None = None) -> Figure:
     """The alignment step by step: photo with landmarks -> dlib's 150 px chip -> the 96 px OpenFace crop.
 
     The three points OpenFace aligns on (outer eye corners, nose tip) are ringed in the photo and
@@ -237,7 +251,7 @@ def _thumb(path: str | Path, size: int = 160) -> np.ndarray | None:
 
 
 def contact_sheet(paths: Sequence[str | Path], labels: Sequence[str] | None = None, ncols: int = 8,
-                  cell: float = 1.35, title: str | None = None):
+                  cell: float = 1.35, title: str | None = None) -> Figure:
     """Photos as a grid of thumbnails, each with an optional label."""
     paths = list(paths)
     labels = list(labels) if labels is not None else None
@@ -262,7 +276,7 @@ def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
-def detection_failures(catalog):
+def detection_failures(catalog) -> pd.DataFrame:
     """Photos where detection failed, one row each: photo_id, path (None if never stored), label, kind.
 
     Kinds: ``no_face`` (the detector found none), a load error kind from ``images.load_image``, or
@@ -287,7 +301,7 @@ def detection_failures(catalog):
     return out
 
 
-def failure_page(failures, ncols: int = 6, max_photos: int = 30, cell: float = 1.7):
+def failure_page(failures, ncols: int = 6, max_photos: int = 30, cell: float = 1.7) -> Figure:
     """A page of the photos where detection failed, each with its failure kind.
 
     ``failures``: the DataFrame of :func:`detection_failures`. Files that were never stored (rejected
@@ -324,13 +338,12 @@ def failure_page(failures, ncols: int = 6, max_photos: int = 30, cell: float = 1
 
 
 def distance_histograms(same: np.ndarray, different: np.ndarray, threshold: float = config.DEFAULT_THRESHOLD,
-                        bins: int = 60, title: str | None = None):
+                        bins: int = 60, title: str | None = None, ax: Axes | None = None) -> Figure:
     """Histograms of same-person and different-person distances, with the threshold drawn."""
     from .reduce import threshold_errors
 
     same, different = np.asarray(same), np.asarray(different)
-    fig = _figure(7.5, 3.8)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 7.5, 3.8)
     hi = max(np.max(same, initial=0), np.max(different, initial=0), threshold) * 1.05
     edges = np.linspace(0, hi, bins + 1)
     ax.hist(different, bins=edges, density=True, alpha=0.6, color="#D55E00",
@@ -348,11 +361,10 @@ def distance_histograms(same: np.ndarray, different: np.ndarray, threshold: floa
     return fig
 
 
-def stage_times(timings, title: str | None = None):
+def stage_times(timings, title: str | None = None, ax: Axes | None = None) -> Figure:
     """Milliseconds per photo for each stage (the DataFrame of :func:`iffse_lib.reduce.stage_timings`)."""
     a = timings.attrs
-    fig = _figure(7, 2.8)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 7, 2.8)
     y = np.arange(len(timings))
     ax.barh(y, timings["ms_per_photo"], color="#0072B2")
     for yi, v in zip(y, timings["ms_per_photo"]):
@@ -366,10 +378,9 @@ def stage_times(timings, title: str | None = None):
     return fig
 
 
-def recall_curve(recall, title: str | None = None):
+def recall_curve(recall, title: str | None = None, ax: Axes | None = None) -> Figure:
     """Annoy recall@k against exact search for each search_k (the DataFrame of ``reduce.index_recall``)."""
-    fig = _figure(6, 3.2)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 6, 3.2)
     ax.plot(recall["search_k"], recall["recall"], "o-", color="#0072B2")
     for _, r in recall.iterrows():
         ax.annotate(f"{r['recall']:.3f}\n{r['ms_per_query']:.2f} ms", (r["search_k"], r["recall"]),
@@ -402,15 +413,15 @@ def _top_colours(identities: Sequence, top: int) -> tuple[np.ndarray, list[tuple
     return colours, legend
 
 
-def umap_scatter(embedding: np.ndarray, identities: Sequence, top: int = 10, title: str | None = None):
+def umap_scatter(embedding: np.ndarray, identities: Sequence, top: int = 10, title: str | None = None,
+                 ax: Axes | None = None) -> Figure:
     """The 2-D map coloured by the ``top`` most frequent identities; the rest grey."""
     from matplotlib.lines import Line2D
 
     emb = np.asarray(embedding)
     colours, legend = _top_colours(identities, top)
     grey = colours == "#BBBBBB"
-    fig = _figure(8.5, 6)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 8.5, 6)
     ax.scatter(*emb[grey].T, s=6, c="#BBBBBB", alpha=0.6, linewidths=0, label="others")
     ax.scatter(*emb[~grey].T, s=22, c=list(colours[~grey]), edgecolors="black", linewidths=0.3, zorder=3)
     handles = [Line2D([], [], marker="o", ls="", color=c, markeredgecolor="black", markeredgewidth=0.3,
@@ -425,7 +436,8 @@ def umap_scatter(embedding: np.ndarray, identities: Sequence, top: int = 10, tit
 
 
 def umap_thumbnails(embedding: np.ndarray, faces, identities: Sequence | None = None, top: int = 10,
-                    max_thumbs: int = 250, thumb_px: int = 32, seed: int = 0, title: str | None = None):
+                    max_thumbs: int = 250, thumb_px: int = 32, seed: int = 0, title: str | None = None,
+                    ax: Axes | None = None) -> Figure:
     """The 2-D map with face thumbnails drawn at their points (a spread-out sample of ``max_thumbs``).
 
     ``faces``: rows of ``Catalog.faces()`` in the order of ``embedding`` (path and box columns).
@@ -439,8 +451,7 @@ def umap_thumbnails(embedding: np.ndarray, faces, identities: Sequence | None = 
     faces = faces.reset_index(drop=True)
     colours = _top_colours(identities, top)[0] if identities is not None else None
     pick = _spread_sample(emb, max_thumbs, seed)
-    fig = _figure(11, 8.5)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 11, 8.5)
     ax.scatter(*emb.T, s=4, c="#CCCCCC", linewidths=0)
     for i in pick:
         row = faces.iloc[i]
@@ -470,7 +481,8 @@ def _spread_sample(emb: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.array(chosen)
 
 
-def cluster_gallery(faces, labels: Sequence[int], n_clusters: int = 8, per_cluster: int = 8, title: str | None = None):
+def cluster_gallery(faces, labels: Sequence[int], n_clusters: int = 8, per_cluster: int = 8,
+                    title: str | None = None) -> Figure:
     """The largest clusters, one row each: sample faces labelled with their identity."""
     import pandas as pd
 
@@ -500,7 +512,7 @@ def cluster_gallery(faces, labels: Sequence[int], n_clusters: int = 8, per_clust
 
 
 def results_grid(matches, query: np.ndarray | None = None, threshold: float | None = None, ncols: int = 6,
-                 title: str | None = None):
+                 title: str | None = None) -> Figure:
     """Search results as face thumbnails with rank, distance and identity; the query face first.
 
     ``matches``: a DataFrame from ``Searcher.search`` / ``search_face``. With ``threshold``,

@@ -1,26 +1,40 @@
 """Figures for evaluation (notebook 06). Every function returns a matplotlib Figure.
 
 They take the results of :mod:`iffse_lib.evaluate`; save them with :func:`iffse_lib.plots.save`.
+A function that draws one panel takes ``ax=``: it then draws on that Axes and returns its figure.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _figure(width: float, height: float):
+
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def roc_curve(result, title: str | None = None, log_fpr: bool = True):
+def _panel(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or a new figure of ``width`` x ``height`` inches with one panel."""
+    if ax is not None:
+        return ax.get_figure(), ax
+    fig = _figure(width, height)
+    return fig, fig.add_subplot()
+
+
+def roc_curve(result, title: str | None = None, log_fpr: bool = True, ax: Axes | None = None) -> Figure:
     """The ROC curve over all pairs of an LFW result, with its AUC and the operating points of the
     fold thresholds. With ``log_fpr`` the false positive rate axis is logarithmic (where good face
     verifiers differ)."""
     fpr, tpr, _ = result.roc()
-    fig = _figure(5.5, 4.5)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 5.5, 4.5)
     ax.plot(fpr, tpr, color="#0072B2", lw=1.8, label=f"{result.model_tag} (AUC {result.auc:.4f})")
     p = result.pairs
     same, diff = p["same"].to_numpy(), ~p["same"].to_numpy()
@@ -47,13 +61,12 @@ def roc_curve(result, title: str | None = None, log_fpr: bool = True):
     return fig
 
 
-def fold_accuracy(result, title: str | None = None):
+def fold_accuracy(result, title: str | None = None, ax: Axes | None = None) -> Figure:
     """Accuracy per fold (bars) with the mean +- standard deviation, and each fold's threshold."""
     acc = 100 * result.folds.accuracies
     ths = result.folds.thresholds
     folds = np.arange(1, len(acc) + 1)
-    fig = _figure(7, 3.5)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 7, 3.5)
     ax.bar(folds, acc, color="#56B4E9", edgecolor="#0072B2")
     mean, std = 100 * result.folds.mean, 100 * result.folds.std
     ax.axhline(mean, color="#D55E00", lw=1.5, label=f"mean {mean:.2f}% +- {std:.2f}%")
@@ -70,7 +83,7 @@ def fold_accuracy(result, title: str | None = None):
     return fig
 
 
-def pair_grid(result, rows, ncols: int = 4, title: str | None = None, cell: float = 2.6):
+def pair_grid(result, rows, ncols: int = 4, title: str | None = None, cell: float = 2.6) -> Figure:
     """Pairs of aligned face chips (the chips the vectors were computed from), each with both
     names, the distance and its fold's threshold. ``rows`` are rows of ``result.pairs`` (e.g.
     ``result.worst("false_match")``)."""
@@ -97,11 +110,10 @@ def pair_grid(result, rows, ncols: int = 4, title: str | None = None, cell: floa
     return fig
 
 
-def retrieval_table(result, title: str | None = None):
+def retrieval_table(result, title: str | None = None, ax: Axes | None = None) -> Figure:
     """Precision@1, precision@5 and mAP, exact search and the index side by side (grouped bars)."""
     table = result.table
-    fig = _figure(5.5, 3.2)
-    ax = fig.add_subplot()
+    fig, ax = _panel(ax, 5.5, 3.2)
     x = np.arange(len(table.index))
     for j, (col, colour) in enumerate(zip(table.columns, ("#0072B2", "#E69F00"))):
         vals = table[col].to_numpy()

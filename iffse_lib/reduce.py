@@ -3,9 +3,10 @@ notebooks plot (same/different-person distances, index recall, stage timings).
 
 - :func:`umap_2d` and :func:`trustworthiness`: a 2-D map of the vectors and how well it keeps
   each point's neighbours (scikit-learn's trustworthiness, 1.0 = every 2-D neighbour is a true one).
-- :func:`chinese_whispers` (dlib's method for face clustering, run on the k-NN graph with edges
-  under the same-person threshold) and :func:`hdbscan` (scikit-learn's HDBSCAN, noise points become
-  singletons); :func:`cluster_scores` rates either against identity labels.
+- :func:`chinese_whispers` (dlib's C++ face clustering, run on the k-NN graph, exact or by
+  pynndescent, with edges under the same-person threshold) and :func:`hdbscan` (scikit-learn's
+  HDBSCAN, noise points become singletons); :func:`cluster_scores` rates either against identity
+  labels.
 - :func:`pair_distances`: distances of same-person and different-person pairs, for histograms.
 - :func:`index_recall`: recall@k of the Annoy index against exact search.
 - :func:`stage_timings`: detect, landmarks, align and embed timed on a sample of catalogued photos.
@@ -15,12 +16,18 @@ Nothing here writes to the catalogue.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import config
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 # -- UMAP ---------------------------------------------------------------------------------------
@@ -48,60 +55,76 @@ def trustworthiness(vectors: np.ndarray, embedding: np.ndarray, n_neighbors: int
 
 # -- clustering ---------------------------------------------------------------------------------
 
-def knn_graph(vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours of every vector, itself left out: (positions (n, k), distances (n, k))."""
-    from .index import exact_search
+#: Below this many vectors the clustering k-NN graph is exact (brute force, as UMAP does below
+#: 4,096 points); from there on it is pynndescent's approximate graph, which scales past O(n^2).
+EXACT_KNN_BELOW = 4096
 
-    pos, dist = exact_search(vectors, vectors, k + 1)
+
+def knn_graph(vectors: np.ndarray, k: int = 10, exact_below: int = EXACT_KNN_BELOW,
+              seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest neighbours of every vector, itself left out: (positions (n, k), distances (n, k)).
+
+    Exact below ``exact_below`` vectors; from there on pynndescent's NN-descent (UMAP's own
+    neighbour search), seeded by ``seed``. Missing neighbours are -1 at distance inf.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
     n = len(vectors)
+    if n < exact_below:
+        from .index import exact_search
+
+        pos, dist = exact_search(vectors, vectors, min(k + 1, n))
+    else:
+        from pynndescent import NNDescent
+
+        log.info("k-NN graph of %d vectors by NN-descent (k=%d)", n, k)
+        pos, dist = NNDescent(vectors, n_neighbors=k + 1, metric="euclidean", random_state=seed,
+                              low_memory=True).neighbor_graph
+    pos, dist = np.asarray(pos, dtype=np.int64), np.asarray(dist, dtype=np.float32)
+    # Leave each vector itself out (wherever it ranks; duplicates may come first), keep the first k.
+    others = (pos != np.arange(n)[:, None]) & (pos >= 0)
+    order = np.argsort(~others, axis=1, kind="stable")
+    pos, dist, others = (np.take_along_axis(a, order, axis=1) for a in (pos, dist, others))
     out_p = np.full((n, k), -1, dtype=np.int64)
     out_d = np.full((n, k), np.inf, dtype=np.float32)
-    for i in range(n):
-        keep = pos[i] != i
-        p, d = pos[i][keep][:k], dist[i][keep][:k]
-        out_p[i, :len(p)], out_d[i, :len(d)] = p, d
+    width = min(k, pos.shape[1])
+    keep = others[:, :width]
+    out_p[:, :width] = np.where(keep, pos[:, :width], -1)
+    out_d[:, :width] = np.where(keep, dist[:, :width], np.inf)
     return out_p, out_d
 
 
 def chinese_whispers(vectors: np.ndarray, threshold: float = config.DEFAULT_THRESHOLD, k: int = 10,
-                     iterations: int = 20, seed: int = 0) -> np.ndarray:
-    """Cluster labels (0..c-1) by Chinese whispers on the k-NN graph.
+                     seed: int | None = 0, exact_below: int = EXACT_KNN_BELOW) -> np.ndarray:
+    """Cluster labels (0..c-1) by dlib's Chinese whispers on the k-NN graph.
 
     Edges join each vector to its ``k`` nearest neighbours closer than ``threshold`` (dlib's
-    same-person distance), weighted ``1 - d / threshold`` so closer faces pull harder. Every node
-    starts in its own cluster and repeatedly takes the label with the largest summed edge weight
-    among its neighbours, visiting nodes in a random order (Biemann 2006; dlib's
-    ``chinese_whispers_clustering`` uses the same rule on the full graph).
+    same-person distance), weighted ``1 - d / threshold`` so closer faces pull harder; an edge
+    both ends list counts once. ``dlib.chinese_whispers`` (Biemann 2006, in C++, 100 passes in a
+    fixed random order) then lets every node take the label with the largest summed edge weight
+    among its neighbours. The graph comes from :func:`knn_graph` (``seed`` and ``exact_below``).
     """
+    import dlib
+
     vectors = np.asarray(vectors, dtype=np.float32)
     n = len(vectors)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    pos, dist = knn_graph(vectors, min(k, max(n - 1, 1)))
-    neighbours: list[dict[int, float]] = [dict() for _ in range(n)]
-    for i in range(n):
-        for j, d in zip(pos[i], dist[i]):
-            if j >= 0 and d < threshold:
-                w = float(1.0 - d / threshold)
-                # The graph is undirected: keep the larger weight if both ends list the edge.
-                neighbours[i][int(j)] = max(w, neighbours[i].get(int(j), 0.0))
-                neighbours[int(j)][i] = max(w, neighbours[int(j)].get(i, 0.0))
-    labels = np.arange(n)
-    rng = np.random.default_rng(seed)
-    for _ in range(iterations):
-        changed = 0
-        for i in rng.permutation(n):
-            if not neighbours[i]:
-                continue
-            votes: dict[int, float] = {}
-            for j, w in neighbours[i].items():
-                votes[labels[j]] = votes.get(labels[j], 0.0) + w
-            best = max(votes.items(), key=lambda lw: (lw[1], -lw[0]))[0]
-            if best != labels[i]:
-                labels[i] = best
-                changed += 1
-        if not changed:
-            break
+    pos, dist = knn_graph(vectors, min(k, max(n - 1, 1)), exact_below=exact_below, seed=seed)
+    i = np.repeat(np.arange(n), pos.shape[1])
+    j, d = pos.ravel(), dist.ravel()
+    near = (j >= 0) & (d < threshold)
+    a, b = np.minimum(i[near], j[near]), np.maximum(i[near], j[near])
+    w = 1.0 - d[near] / threshold
+    # One edge per pair, with the larger weight when both ends list it.
+    order = np.lexsort((-w, b, a))
+    a, b, w = a[order], b[order], w[order]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, w = a[first], b[first], w[first]
+    # A node without edges is still a vertex (dlib numbers vertices up to the largest index seen).
+    lonely = np.setdiff1d(np.arange(n), np.concatenate([a, b]))
+    edges = list(zip(a.tolist(), b.tolist(), w.tolist())) + [(v, v, 0.0) for v in lonely.tolist()]
+    labels = np.asarray(dlib.chinese_whispers(edges), dtype=np.int64)
     _, dense = np.unique(labels, return_inverse=True)
     return dense.astype(np.int64)
 
@@ -213,7 +236,7 @@ def threshold_errors(same: np.ndarray, different: np.ndarray, threshold: float) 
 # -- index --------------------------------------------------------------------------------------
 
 def index_recall(index, face_ids: np.ndarray, vectors: np.ndarray, k: int = 10,
-                 search_ks: Sequence[int] = (-1,), n_queries: int = 500, seed: int = 0):
+                 search_ks: Sequence[int] = (-1,), n_queries: int = 500, seed: int = 0) -> pd.DataFrame:
     """Recall@k of an Annoy :class:`~iffse_lib.index.FaceIndex` against exact search.
 
     Queries are ``n_queries`` catalogued vectors chosen at random; recall is the share of the exact
@@ -246,7 +269,7 @@ def index_recall(index, face_ids: np.ndarray, vectors: np.ndarray, k: int = 10,
 # -- timings ------------------------------------------------------------------------------------
 
 def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = config.DEFAULT_UPSAMPLE,
-                  seed: int = 0, detector=None):
+                  seed: int = 0, detector=None) -> pd.DataFrame:
     """Time load, detect, landmarks, align and embed on ``n_photos`` random catalogued photos.
 
     ``detector`` (a :class:`~iffse_lib.faces.FaceDetector`) replaces HOG at ``upsample``.

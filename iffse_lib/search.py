@@ -8,6 +8,7 @@ bottom``; ``df.attrs`` holds the query face's box, score and landmarks.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from .embed import Embedder, get_embedder
 from .errors import NoFaceFound
 from .index import FaceIndex
 from .records import Detection
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ["rank", "distance", "face_id", "photo_id", "identity", "path", "left", "top", "right", "bottom"]
 
@@ -56,7 +60,7 @@ class Searcher:
             raise ValueError(f"k must be 1 or more, not {k}")
         return min(int(k), max(len(self.index), 1))
 
-    def _matches(self, ids: np.ndarray, dists: np.ndarray, threshold: float | None, k: int):
+    def _matches(self, ids: np.ndarray, dists: np.ndarray, threshold: float | None, k: int) -> pd.DataFrame:
         import pandas as pd
 
         keep = ids >= 0
@@ -83,7 +87,7 @@ class Searcher:
         return df
 
     def search_image(self, image: np.ndarray, k: int = config.DEFAULT_K, threshold: float | None = None,
-                     exclude_face_ids: set[int] | None = None) -> list:
+                     exclude_face_ids: set[int] | None = None) -> list[pd.DataFrame]:
         """One DataFrame of matches per face in ``image`` (largest face first)."""
         faces.shape_predictor()  # a missing model file fails here, whether or not a face is found
         found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b))
@@ -105,11 +109,12 @@ class Searcher:
             out.append(df)
         return out
 
-    def search(self, photo: str | Path | bytes, k: int = config.DEFAULT_K, threshold: float | None = None) -> list:
+    def search(self, photo: str | Path | bytes, k: int = config.DEFAULT_K,
+               threshold: float | None = None) -> list[pd.DataFrame]:
         """Search with a photo given as a path or as encoded bytes; BadImage / NoFaceFound on bad input."""
         return self.search_image(images.load_image(photo), k, threshold)
 
-    def search_face(self, face_id: int, k: int = config.DEFAULT_K, threshold: float | None = None):
+    def search_face(self, face_id: int, k: int = config.DEFAULT_K, threshold: float | None = None) -> pd.DataFrame:
         """Matches of a catalogued face (itself left out), from its stored vector."""
         _, vec = self.catalog.vectors(self.index.model_tag, [face_id])
         if len(vec) == 0:
@@ -124,6 +129,6 @@ class Searcher:
 
 def search(photo: str | Path | bytes, catalog: Catalog, k: int = config.DEFAULT_K,
            threshold: float | None = None, embedder: Embedder | None = None,
-           detector: faces.FaceDetector | None = None) -> list:
+           detector: faces.FaceDetector | None = None) -> list[pd.DataFrame]:
     """One DataFrame of matches per face in ``photo``; see :class:`Searcher`."""
     return Searcher(catalog, embedder, detector=detector).search(photo, k, threshold)

@@ -225,3 +225,27 @@ def test_reinforced_hnsw_graph_links_into_every_face(lfw_catalog, tmp_path):
     assert loaded.hnsw_min_in_links == 8
     np.testing.assert_array_equal(_level0_in_links(loaded._ann), after)
     np.testing.assert_array_equal(loaded.query(vectors[:50], k=10, search_k=16)[0], got[:50])
+
+
+def test_hnsw_reinforcing_is_skipped_with_a_warning_for_other_hnswlib_releases(monkeypatch, caplog):
+    import iffse_lib.index as index_module
+
+    vectors = np.random.default_rng(0).normal(size=(400, 16)).astype(np.float32)
+    ids = np.arange(400) * 3
+    graphs = {}
+    for version in ("0.8.0", "0.9.1"):
+        monkeypatch.setattr(index_module, "hnswlib_version", lambda v=version: v)
+        index = FaceIndex(MODEL, dim=16, backend="hnsw", hnsw_min_in_links=12, seed=1)
+        index.add(ids, vectors)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="iffse_lib"):
+            index.build(n_jobs=1)  # one thread: the same graph each time
+        graphs[version] = (_level0_in_links(index._ann), [r.getMessage() for r in caplog.records])
+        assert index.query(vectors[:5], k=1)[0][:, 0].tolist() == ids[:5].tolist()
+    plain = FaceIndex(MODEL, dim=16, backend="hnsw", hnsw_min_in_links=0, seed=1)
+    plain.add(ids, vectors)
+    plain.build(n_jobs=1)
+    assert graphs["0.8.0"][1] == [] and (graphs["0.8.0"][0] >= 12).all()
+    (warning,) = graphs["0.9.1"][1]
+    assert "hnswlib 0.9.1" in warning and "not reinforcing" in warning
+    np.testing.assert_array_equal(graphs["0.9.1"][0], _level0_in_links(plain._ann))

@@ -137,3 +137,37 @@ def test_lfw_dir_from_environment(monkeypatch):
     source = LFWSource()
     first = next(iter(source))
     assert source.root == LFW.resolve() and first.identity == first.source_id.rsplit("_", 1)[0]
+
+
+def test_download_falls_back_to_the_public_function_when_the_private_one_changes(
+        lfw_server, tmp_path, monkeypatch, caplog):
+    from sklearn.datasets import _lfw
+
+    base, served, people = lfw_server
+
+    def meta(name):
+        data = (served / name).read_bytes()
+        return _lfw.RemoteFileMetadata(filename=name, url=f"{base}/{name}", checksum=hashlib.sha256(data).hexdigest())
+
+    monkeypatch.setattr(_lfw, "FUNNELED_ARCHIVE", meta("lfw-funneled.tgz"))
+    monkeypatch.setattr(_lfw, "TARGETS", tuple(meta(n) for n in ("pairsDevTrain.txt", "pairsDevTest.txt", "pairs.txt")))
+    original = _lfw._check_fetch_lfw
+    calls = []
+
+    def changed(data_home, funneled, download_if_missing, n_retries, delay):
+        """A release whose private step requires arguments iffse does not pass (its own public
+        fetch_lfw_people passes them all): iffse's call raises TypeError."""
+        calls.append(n_retries)
+        return original(data_home, funneled, download_if_missing, n_retries, delay)
+
+    monkeypatch.setattr(_lfw, "_check_fetch_lfw", changed)
+    monkeypatch.delenv("IFFSE_LFW_DIR", raising=False)
+    home = tmp_path / "sk_home"
+    with caplog.at_level("WARNING", logger="iffse_lib"):
+        source = LFWSource(data_home=home)
+    assert len(calls) == 1  # through fetch_lfw_people
+    assert len(source) == sum(len(list(p.glob("*.jpg"))) for p in people)
+    assert source.root == (home / "lfw_home" / "lfw_funneled").resolve()
+    assert {r.identity for r in source} == {p.name for p in people}
+    (warning,) = [r for r in caplog.records if r.name == "iffse_lib.sources.lfw"]
+    assert "TypeError" in warning.getMessage() and "fetch_lfw_people" in warning.getMessage()

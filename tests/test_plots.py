@@ -57,6 +57,40 @@ def test_umap_scatter_colours_the_most_frequent_identities_and_greys_the_rest():
     assert labels == ["a (5)", "b (4)", "others (4)"]
 
 
+def test_one_panel_plots_draw_on_the_axes_they_are_given():
+    import pandas as pd
+    from types import SimpleNamespace
+
+    from iffse_lib import plots_eval
+
+    fig = Figure(figsize=(12, 8))
+    axes = fig.subplots(2, 3).ravel()
+    rng = np.random.default_rng(0)
+    timings = pd.DataFrame({"stage": ["detect", "embed"], "ms_per_photo": [120.0, 30.0]})
+    recall = pd.DataFrame({"search_k": [100, 1000], "k": [10, 10], "recall": [0.9, 0.99],
+                           "ms_per_query": [0.1, 0.5], "exact_ms_per_query": [2.0, 2.0]})
+    folds = SimpleNamespace(accuracies=np.array([0.98, 0.99]), thresholds=np.array([0.6, 0.61]), mean=0.985,
+                            std=0.005)
+    table = pd.DataFrame({"exact": [1.0, 0.9], "index": [1.0, 0.89]}, index=["precision@1", "mAP@100"])
+    drawn = [
+        plots.distance_histograms(np.array([0.3, 0.4]), np.array([0.9, 1.0]), 0.6, ax=axes[0]),
+        plots.umap_scatter(rng.normal(size=(6, 2)), list("aabbcc"), top=2, ax=axes[1]),
+        plots.stage_times(timings, ax=axes[2]),
+        plots.recall_curve(recall, ax=axes[3]),
+        plots_eval.fold_accuracy(SimpleNamespace(folds=folds, model_tag="m"), ax=axes[4]),
+        plots_eval.retrieval_table(SimpleNamespace(table=table, counts={"queries": 3}, model_tag="m"), ax=axes[5]),
+    ]
+    assert all(d is fig for d in drawn) and len(fig.axes) == 6
+    assert "threshold 0.60" in axes[0].texts[0].get_text()
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["a (2)", "b (2)", "others (2)"]
+    assert [t.get_text() for t in axes[2].get_yticklabels()] == ["detect", "embed"]
+    assert len(axes[3].lines[0].get_xdata()) == 2 and [len(c) for c in axes[4].containers] == [2]
+    assert [len(c) for c in axes[5].containers] == [2, 2]
+    # without ax, each makes its own figure with one panel
+    alone = plots.stage_times(timings)
+    assert alone is not fig and len(alone.axes) == 1
+
+
 def test_failure_page_names_each_kind(people_catalog, tmp_path):
     failures = plots.detection_failures(people_catalog)
     assert failures.attrs["photos_detected"] == len(people_catalog.photos())
@@ -90,6 +124,38 @@ def test_chinese_whispers_and_hdbscan_recover_separated_people():
         scores = reduce.cluster_scores(ident, labels)
         assert scores["purity"] == 1.0 and scores["completeness"] == pytest.approx(1.0)
         assert scores["n_clusters"] == 6
+
+
+@pytest.mark.slow  # NN-descent compiles its numba code on first use: about a minute
+def test_knn_graph_by_nn_descent_matches_the_exact_one_and_clusters_alike():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(150, 128))
+    centres *= 1.5 / np.linalg.norm(centres, axis=1, keepdims=True)
+    X = np.vstack([c + rng.normal(scale=0.03, size=(12, 128)) for c in centres]).astype(np.float32)
+    X[1] = X[0]  # a duplicate: still left out as "itself" only where it is itself
+    ident = np.repeat(np.arange(150), 12)
+    exact_p, exact_d = reduce.knn_graph(X, k=10)
+    approx_p, approx_d = reduce.knn_graph(X, k=10, exact_below=0)
+    n = len(X)
+    for pos in (exact_p, approx_p):
+        assert pos.shape == (n, 10) and not (pos == np.arange(n)[:, None]).any()
+    assert exact_p[0, 0] == 1 and exact_d[0, 0] == 0.0
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx_p, exact_p)])
+    assert recall >= 0.95, recall
+    exact_labels = reduce.chinese_whispers(X, threshold=0.6)
+    approx_labels = reduce.chinese_whispers(X, threshold=0.6, exact_below=0)
+    for labels in (exact_labels, approx_labels):
+        scores = reduce.cluster_scores(ident, labels)
+        assert scores["purity"] == 1.0 and scores["n_clusters"] == 150
+
+
+def test_chinese_whispers_keeps_lonely_faces_as_singletons():
+    X = np.array([[0, 0], [0.1, 0], [5, 5], [10, 0], [10, 0.2]], np.float32)
+    labels = reduce.chinese_whispers(X, threshold=0.6, k=2)
+    assert len(labels) == 5 and labels[0] == labels[1] and labels[3] == labels[4]
+    assert len({labels[0], labels[2], labels[3]}) == 3
+    lonely_last = reduce.chinese_whispers(X[[0, 1, 3, 4, 2]], threshold=0.6, k=2)
+    assert len(lonely_last) == 5 and lonely_last[4] not in lonely_last[:4]
 
 
 def test_cluster_scores_on_known_labels():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -9,6 +10,8 @@ from typing import Iterator
 from .. import config
 from ..errors import SourceError
 from ..records import PhotoRecord, text_of_name
+
+log = logging.getLogger(__name__)
 
 
 class FolderSource:
@@ -31,10 +34,11 @@ class FolderSource:
             raise SourceError(f"{self.root} is not a folder")
         self.identity_from_folder = identity_from_folder
         self.extensions = tuple(e.lower() for e in extensions)
-        self._files = sorted(p for p in self.root.rglob("*")
-                             if p.suffix.lower() in self.extensions
-                             and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
-                             and p.is_file())
+        files = [p for p in self.root.rglob("*") if p.is_file()]
+        self._files = sorted(p for p in files if p.suffix.lower() in self.extensions
+                             and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+        log.info("%s: %d image files (%d other files skipped by extension or as hidden)", self.root,
+                 len(self._files), len(files) - len(self._files))
 
     def __len__(self) -> int:
         return len(self._files)

@@ -3,11 +3,15 @@
 With a directory (``lfw_dir`` or ``IFFSE_LFW_DIR``) the photos are read from it. Without one,
 scikit-learn's :func:`sklearn.datasets.fetch_lfw_people` downloads LFW into its standard cache
 (``~/scikit_learn_data/lfw_home``, or ``data_home``) and the photos are read from the extracted
-``lfw_funneled`` folder there; a second call reuses the cache.
+``lfw_funneled`` folder there; a second call reuses the cache. The download calls
+scikit-learn's private ``_check_fetch_lfw`` (download and extract, nothing decoded); should a
+scikit-learn release change or drop it, the public ``fetch_lfw_people`` does the same download
+(and decodes every photo once, which takes longer), with a logged warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -16,19 +20,30 @@ from typing import Iterator
 from ..errors import DependencyMissing, SourceError
 from ..records import PhotoRecord
 
+log = logging.getLogger(__name__)
+
 _FILE_RE = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.jpg$")
 
 
 def download_lfw(data_home: str | Path | None = None) -> Path:
     """Download LFW through scikit-learn (its standard download and cache) and return the folder."""
     try:
-        from sklearn.datasets import _lfw
+        import sklearn.datasets
     except ImportError:
         raise DependencyMissing("scikit-learn is needed to download LFW: pip install scikit-learn") from None
     try:
-        # The download-and-extract step of fetch_lfw_people, without decoding 13,233 photos into
-        # an in-memory array that iffse does not use.
-        _, folder = _lfw._check_fetch_lfw(data_home=data_home, funneled=True, download_if_missing=True)
+        try:
+            from sklearn.datasets import _lfw
+
+            # The download-and-extract step of fetch_lfw_people, without decoding 13,233 photos
+            # into an in-memory array that iffse does not use.
+            _, folder = _lfw._check_fetch_lfw(data_home=data_home, funneled=True, download_if_missing=True)
+        except (ImportError, AttributeError, TypeError) as exc:
+            log.warning("scikit-learn %s changed its private LFW download step (%s: %s); downloading through "
+                        "the public sklearn.datasets.fetch_lfw_people instead, which also decodes every photo "
+                        "once (slower)", sklearn.__version__, type(exc).__name__, exc)
+            sklearn.datasets.fetch_lfw_people(data_home=data_home, funneled=True, download_if_missing=True)
+            folder = Path(sklearn.datasets.get_data_home(data_home)) / "lfw_home" / "lfw_funneled"
     except (OSError, ValueError) as exc:
         raise SourceError(f"could not download LFW through scikit-learn: {exc}. "
                           "Pass --lfw-dir or set IFFSE_LFW_DIR to a local copy.") from None
