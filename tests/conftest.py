@@ -91,8 +91,6 @@ def one_line_error(proc) -> str:
 
 def faces_find_themselves(data, tol: float = 1e-3) -> int:
     """Every face's vector finds that face first in the catalogue's index; returns how many faces."""
-    import numpy as np
-
     from iffse_lib import pipeline
     from iffse_lib.catalog import Catalog
 
