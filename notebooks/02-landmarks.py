@@ -34,7 +34,7 @@ FIGURES_DIR = None    # None: <DATA_DIR>/figures
 SEED = 0
 
 # %%
-cat = Catalog(DATA_DIR, create=False)
+cat = Catalog(DATA_DIR, readonly=True)  # a reader: runs while `iffse index` writes
 figures = plots.figures_dir(FIGURES_DIR, cat)
 photos = cat.photos()
 examples = photos.sample(min(N_EXAMPLES, len(photos)), random_state=SEED)

@@ -34,7 +34,7 @@ THRESHOLD = 0.6
 FIGURES_DIR = None     # None: <DATA_DIR>/figures
 
 # %%
-cat = Catalog(DATA_DIR, create=False)
+cat = Catalog(DATA_DIR, readonly=True)  # a reader: runs while `iffse index` writes
 figures = plots.figures_dir(FIGURES_DIR, cat)
 searcher = Searcher(cat)
 searcher.index

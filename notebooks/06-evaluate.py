@@ -48,7 +48,7 @@ OUT_DIR = None               # None: <DATA_DIR>/evaluation
 SEED = 0
 
 # %%
-cat = Catalog(DATA_DIR, create=False)
+cat = Catalog(DATA_DIR, readonly=True)  # a reader: runs while `iffse index` writes
 out = evaluate.output_dir(OUT_DIR, cat)
 embedder = get_embedder(EMBEDDER)
 pairs_file = PAIRS_FILE or evaluate.write_pairs(
