@@ -724,6 +724,27 @@ class Catalog:
                 out[r[0]].append((np.frombuffer(r[2], "<f4").reshape(68, 2).copy(), r[1]))
         return out
 
+    def face_rows(self, face_ids: Iterable[int]) -> dict[int, sqlite3.Row]:
+        """``{face_id: row}`` with each face's photo_id, box, identity and (relative) path."""
+        wanted = [int(f) for f in face_ids]
+        out: dict[int, sqlite3.Row] = {}
+        for chunk in range(0, len(wanted), 500):
+            part = wanted[chunk:chunk + 500]
+            for r in self.query("SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, p.identity, p.path "
+                                f"FROM faces f JOIN photos p ON p.id=f.photo_id WHERE f.id IN "
+                                f"({','.join('?' * len(part))})", part):
+                out[r[0]] = r
+        return out
+
+    def first_face_of_a_repeated_identity(self, model: str) -> sqlite3.Row | None:
+        """(face id, identity, path) of the first face with a ``model`` vector whose identity has
+        several photos (the demo's example query), or None."""
+        rows = self.query(
+            "SELECT f.id, p.identity, p.path FROM faces f JOIN photos p ON p.id=f.photo_id "
+            "JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE p.identity IN "
+            "(SELECT identity FROM photos GROUP BY identity HAVING COUNT(*) > 1) ORDER BY f.id LIMIT 1", (model,))
+        return rows[0] if rows else None
+
     def other_detector_photos(self, tag: str) -> int:
         """Photos whose faces were found by a detector other than ``tag``."""
         return int(self.scalar("SELECT COUNT(*) FROM detections WHERE detector != ? AND error IS NULL", (tag,)))

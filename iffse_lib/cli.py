@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("photo", type=existing_file)
     search.add_argument("-k", type=bounded(int, 1, MAX_K), default=config.DEFAULT_K,
                         help="matches per face, at most the faces indexed (default: %(default)s)")
-    search.add_argument("--threshold", type=bounded(float, 0), default=None, help="drop matches farther than this")
+    search.add_argument("--threshold", type=bounded(float, 0), default=None, help="leave out matches farther than this")
     embedder_option(search)
     device_options(search, "use the one the catalogue was indexed with",
                    "the one that found most of the catalogue's faces")
@@ -433,8 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="verify every file of the catalogue; --repair rebuilds what the raw "
                            "photos allow", parents=[common])
     check.add_argument("--repair", action="store_true",
-                       help="delete orphan files, compute lost or damaged vectors again, erase leftover vector "
-                            "bytes, rebuild a mismatched index")
+                       help="removes orphan files, computes lost or damaged vectors again, erases leftover "
+                            "vector bytes, rebuilds a mismatched index")
     check.set_defaults(func=cmd_check)
 
     stats = sub.add_parser("stats", help="what the catalogue holds", parents=[common])

@@ -27,15 +27,11 @@ def run_demo(data: str | Path | None = None, lfw_dir: str | Path | None = None, 
         summary["index_photos"] = pipeline.index_photos(cat, emb, progress=progress)
         index, summary["build_index"] = pipeline.build_index(cat, emb.model_tag, progress=progress)
         # One lookalike search: the first catalogued face of a person with several photos.
-        row = cat.query(
-            "SELECT f.id, p.identity, p.path FROM faces f JOIN photos p ON p.id=f.photo_id "
-            "JOIN vectors v ON v.face_id=f.id AND v.model=? WHERE p.identity IN "
-            "(SELECT identity FROM photos GROUP BY identity HAVING COUNT(*) > 1) ORDER BY f.id LIMIT 1",
-            (emb.model_tag,))
+        row = cat.first_face_of_a_repeated_identity(emb.model_tag)
         if row:
-            matches = Searcher(cat, emb, index).search_face(row[0][0], k=5)
-            summary["search"] = {"query_face": row[0][0], "query_identity": row[0][1],
-                                 "query_path": str(cat.root / row[0][2]), "matches": matches}
+            matches = Searcher(cat, emb, index).search_face(row[0], k=5)
+            summary["search"] = {"query_face": row[0], "query_identity": row[1],
+                                 "query_path": str(cat.root / row[2]), "matches": matches}
         summary["seconds"] = round(time.perf_counter() - t, 2)
         summary["counts"] = cat.counts()
         summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

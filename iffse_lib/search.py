@@ -67,13 +67,7 @@ class Searcher:
         if threshold is not None:
             keep &= dists <= threshold
         ids, dists = ids[keep][:k], dists[keep][:k]
-        info = {}
-        if len(ids):
-            marks = ",".join("?" * len(ids))
-            for r in self.catalog.query(
-                    f"SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, p.identity, p.path "
-                    f"FROM faces f JOIN photos p ON p.id=f.photo_id WHERE f.id IN ({marks})", [int(i) for i in ids]):
-                info[r[0]] = r
+        info = self.catalog.face_rows(ids.tolist())
         rows = []
         for rank, (fid, dist) in enumerate(zip(ids, dists), start=1):
             r = info.get(int(fid))

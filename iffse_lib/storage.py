@@ -210,7 +210,7 @@ class VectorFile:
         return start
 
     def cut_to_committed(self) -> int:
-        """Drop rows past the committed count (a batch that never committed); returns how many went."""
+        """Cut off rows past the committed count (a batch that never committed); returns how many went."""
         self._check_writable()
         extra = self.rows_on_disk() - self.rows
         header_rows = self.read_header(self.path)[0] if self.path.exists() else 0
