@@ -236,7 +236,7 @@ class Catalog:
             return sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
 
     def _open_db(self) -> None:
-        if not self.readonly and self.db_path.exists():
+        if not self.readonly and self.db_path.exists() and self.db_path.stat().st_size > 0:
             # Check what the files hold through a read-only connection first: one that may write
             # would copy a foreign -wal file into the database when it closes.
             probe = Catalog(self.root, readonly=True)
@@ -448,6 +448,11 @@ class Catalog:
         the file's size and mtime when it was read, and whether its failure may pass on a rerun."""
         return {r[0]: (r[1], r[2], bool(r[3])) for r in self.query(
             "SELECT source_id, size, mtime_ns, retry FROM sources WHERE kind=?", (kind,))}
+
+    def source_state(self, kind: str, source_id: str) -> tuple[int | None, int | None, bool] | None:
+        """(size, mtime_ns, retry) of one source seen before (see :meth:`source_states`), or None."""
+        rows = self.query("SELECT size, mtime_ns, retry FROM sources WHERE kind=? AND source_id=?", (kind, source_id))
+        return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
 
     def photo_path(self, photo_id: int) -> Path:
         rel = self.scalar("SELECT path FROM photos WHERE id=?", (photo_id,))

@@ -63,8 +63,7 @@ def collect(catalog: Catalog, source: Iterable[PhotoRecord], progress: bool = Tr
     total = len(source) if hasattr(source, "__len__") else None
     bar = tqdm(source, total=total, desc="collect", unit="photo", disable=not progress)
     for record in bar:
-        state = known.get(record.source_id) if kind else (
-            catalog.source_states(record.kind).get(record.source_id))
+        state = known.get(record.source_id) if kind else catalog.source_state(record.kind, record.source_id)
         if state is not None and not _read_again(state, record):
             counts["skipped"] += 1
             log.debug("skipped %s %s: collected before", record.kind, record.source_id)
