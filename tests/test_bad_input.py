@@ -67,6 +67,7 @@ def test_a_huge_file_in_a_folder_is_rejected_without_reading_it(tmp_path):
                           str(folder), "--data", str(tmp_path / "data"), "--quiet"],
                          capture_output=True, text=True, timeout=120).stdout.split()
     code, peak_kb = int(out[0]), int(out[1])
+    print(f"\ncollect folder with a 1 GB file: peak resident memory {peak_kb / 1024:.0f} MB")
     assert code == 0 and peak_kb < 400 * 1024  # far below the 1 GB a full read would take
     with Catalog(tmp_path / "data", readonly=True) as cat:
         assert cat.counts()["photos"] == 1 and cat.errors()["kind"].tolist() == ["too_large"]

@@ -109,6 +109,8 @@ def test_readers_opening_every_few_ms_during_an_index_see_consistent_snapshots(t
     assert writer.returncode == 0, err
     assert reader.returncode == 0, rerr
     seen = json.loads(out)
+    print(f"\nreaders during the index: {seen['opened']} opens, {seen['checked']} vectors read, problems: "
+          f"{seen['problems']}")
     assert seen["problems"] == [] and seen["opened"] > 20 and seen["checked"] > 0, seen
     assert _counts(data) == _counts(ref)
     assert faces_find_themselves(data) == _counts(ref)["faces"]
