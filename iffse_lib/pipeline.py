@@ -3,6 +3,11 @@
 Each batch of photos is one catalogue transaction, so an interrupted run resumes where it
 stopped: photos already detected are not detected again, faces that already have a vector of
 the embedder's model are not embedded again.
+
+:func:`index_photos` is the one loop that runs the stages and commits their results: a runner
+(:mod:`iffse_lib.runners`: this process or a pool of one worker process per core;
+:class:`iffse_lib.distributed.DaskRunner`: a Dask cluster) runs work units of a few photos
+and yields their results in order; only this process writes the catalogue.
 """
 
 from __future__ import annotations
