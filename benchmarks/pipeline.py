@@ -11,7 +11,8 @@ process count indexes a fresh copy of that catalogue, one after the other in the
 figures share the machine's conditions. For each it prints photos/s (detect to embed, and end to
 end with the index build), the scaling over one process, the mean and median milliseconds per
 photo of each stage (load, detect, landmarks, align; embed per face), and the peak memory of the
-whole process tree (this process and its workers, sampled every 50 ms). ``--jobs`` defaults to
+whole process tree (this process and its workers, sampled every 50 ms), and the CPU time the
+stages took per photo (less sensitive to other work on the machine than wall time). ``--jobs`` defaults to
 every count from 1 to the cores this process may use (powers of two on larger machines). The
 load average is printed before and after each run: other work on the CPUs skews the figures.
 
@@ -160,13 +161,15 @@ def main() -> None:
 def _report(rows, n_photos: int, args) -> None:
     base = rows[0][1]["photos_per_s"] if rows[0][0] == 1 else None
     print(f"faces {rows[0][7]['faces']}, photos without a face {rows[0][7]['photos_without_faces']}")
-    head = f"{'processes':>9}{'photos/s':>10}{'per proc':>10}{'scaling':>9}{'end-to-end':>12}{'peak MB':>9}{'load':>11}"
+    head = (f"{'processes':>9}{'photos/s':>10}{'per proc':>10}{'scaling':>9}{'end-to-end':>12}{'peak MB':>9}"
+            f"{'load':>11}{'CPU ms/photo':>14}")
     print(head)
     for jobs, indexed, built, total, peak, load0, load1, _ in rows:
         n = indexed.get("jobs", jobs)
         scale = f"{indexed['photos_per_s'] / base:>8.2f}x" if base else f"{'':>9}"
         print(f"{n:>9}{indexed['photos_per_s']:>10.2f}{indexed['photos_per_s'] / n:>10.2f}{scale}"
-              f"{n_photos / total:>9.2f} /s{peak / 2**20:>9.0f}{load0:>5.1f}->{load1:<4.1f}")
+              f"{n_photos / total:>9.2f} /s{peak / 2**20:>9.0f}{load0:>5.1f}->{load1:<4.1f}"
+              f"{1000 * indexed.get('cpu_seconds', 0) / max(indexed['photos'], 1):>14.0f}")
     print("ms per photo, mean (median); embed per face; summed over the processes:")
     print(f"{'processes':>9}" + "".join(f"{s:>18}" for s in STAGES) + f"{'index build s':>15}")
     for jobs, indexed, built, total, *_ in rows:

@@ -197,6 +197,7 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
     """
     detector = faces.as_detector(detector)
     times = StageTimes()
+    cpu0 = time.process_time()
     detected: dict[int, list[Detection] | str] = {}
     errors: list[tuple[int, str, str]] = []
     loaded = []
@@ -252,7 +253,8 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
             "model_tag": embedder.model_tag if embedder is not None else None, "detector": detector.tag,
             "faces": n_faces, "photos_without_faces": n_empty, "photos": len(items),
             "seconds": dict(times.seconds), "items": {k: list(v) for k, v in times.items.items()},
-            "processes": [os.getpid()], "threads": [torch.get_num_threads()] if torch is not None else []}
+            "processes": [os.getpid()], "threads": [torch.get_num_threads()] if torch is not None else [],
+            "cpu_seconds": time.process_time() - cpu0}
 
 
 def _embed_timed(embedder: Embedder, chips, times: StageTimes) -> np.ndarray:
@@ -276,7 +278,7 @@ def merge_results(results: list[dict]) -> dict:
         out["detected"].update(r["detected"])
         out["errors"] += r["errors"]
         out["keys"] += r["keys"]
-        for k in ("faces", "photos_without_faces", "photos"):
+        for k in ("faces", "photos_without_faces", "photos", "cpu_seconds"):
             out[k] = out.get(k, 0) + r[k]
         for stage, secs in r["seconds"].items():
             out["seconds"][stage] += secs
@@ -345,11 +347,14 @@ def commit_batch(catalog: Catalog, result: dict, times: StageTimes, counts: Coun
     counts["photos_without_faces"] += result["photos_without_faces"]
     counts["load_errors"] += len(result["errors"])
     counts["vectors"] += len(result["keys"])
+    counts["cpu_seconds"] += result.get("cpu_seconds", 0.0)
 
 
 def finish_counts(counts: Counter, times: StageTimes, elapsed: float) -> dict:
     out = dict(counts)
     out["seconds"] = round(elapsed, 3)
+    if "cpu_seconds" in out:  # CPU time of the stages, summed over the processes that ran them
+        out["cpu_seconds"] = round(out["cpu_seconds"], 3)
     out["photos_per_s"] = round(counts["photos"] / elapsed, 2) if elapsed > 0 and counts["photos"] else 0.0
     out["stages"] = times.summary()
     return out
