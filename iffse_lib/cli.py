@@ -130,11 +130,10 @@ def cmd_index(args) -> int:
         from .faces import FaceDetector
 
         detector = FaceDetector("hog", config.DEFAULT_UPSAMPLE)
-    on_dask = args.scheduler or args.workers
     with _catalog(args, create=False) as cat, cat.run("index", vars(args)):
-        counts = pipeline.index_photos(cat, args.embedder if on_dask and not _embedder_kwargs(args) else embedder,
-                                       detector=detector, redetect=args.redetect, batch_size=args.batch,
-                                       progress=not args.quiet, scheduler=args.scheduler, workers=args.workers)
+        counts = pipeline.index_photos(cat, embedder, detector=detector, redetect=args.redetect,
+                                       batch_size=args.batch, progress=not args.quiet, jobs=args.jobs,
+                                       scheduler=args.scheduler, workers=args.workers)
         index, info = pipeline.update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
                                             backend=args.backend, progress=not args.quiet)
         counts["index"] = info
@@ -407,9 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "10%% of the index, 1,000 to 50,000 faces)")
     index.add_argument("--backend", choices=("annoy", "hnsw"), default=None,
                        help="index backend for a rebuild (default: annoy below 100,000 faces, hnsw from there on)")
-    index.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+    where = index.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",
+                       help="processes on this machine (default: one per core this process may use; one "
+                            "with --device cuda; 1 runs everything in this process)")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                        help="run the stages on this Dask cluster (README: Running on a cluster)")
-    index.add_argument("--workers", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",
+    where.add_argument("--workers", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",
                        help="run the stages on a local Dask cluster of N processes")
     index.set_defaults(func=cmd_index)
 

@@ -1,19 +1,18 @@
-"""The pipeline stages (load, detect, landmarks, align, embed) as tasks on a ``dask.distributed`` cluster.
+"""The pipeline's work units as tasks on a ``dask.distributed`` cluster: the client and the runner.
 
-The client cuts the photos that still need work into batches and submits one task per batch;
-each task loads its photos from the shared data folder, detects faces and their landmarks (or
-takes the landmarks already stored), aligns and embeds them, and returns detections and vectors.
-Only the client writes the catalogue, batch by batch *in order*, with the same
-:meth:`~iffse_lib.catalog.Catalog.save_batch` as the one-process pipeline, so an interrupted run
-leaves a consistent catalogue and resumes where it stopped.
+:func:`iffse_lib.pipeline.index_photos` is the one driver loop; on Dask it hands its work units
+to a :class:`DaskRunner`. Each task loads its photos from the shared data folder, detects faces
+and their landmarks (or takes the landmarks already stored), aligns and embeds them, and returns
+detections and vectors. Only the client writes the catalogue, batch by batch *in order*, so an
+interrupted run leaves a consistent catalogue and resumes where it stopped.
 
-Tasks are pure functions of their batch, so a worker that dies loses no work: the scheduler
+Tasks are pure functions of their unit, so a worker that dies loses no work: the scheduler
 runs its tasks again elsewhere (``distributed.scheduler.allowed-failures`` times at most).
 Workers load the models once each (module-level caches in each worker process).
 
->>> from iffse_lib import distributed, catalog
+>>> from iffse_lib import distributed, pipeline, catalog
 >>> with distributed.dask_client() as client:                     # LocalCluster: one process per core
-...     distributed.index_photos_dask(catalog.Catalog("data"), client=client)
+...     pipeline.index_photos(catalog.Catalog("data"), runner=distributed.DaskRunner(client))
 >>> with distributed.dask_client("tcp://10.0.0.5:8786") as client:  # an existing cluster
 ...     ...
 """
@@ -25,17 +24,9 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
-import numpy as np
-from tqdm.auto import tqdm
-
-from . import config
-from .catalog import Catalog
-from .embed import Embedder, get_embedder
-from .errors import DependencyMissing, IffseError, ModelMismatch
-from .faces import FaceDetector
+from .errors import DependencyMissing, IffseError
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +85,60 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, dash
             cluster.close()
 
 
+# -- the runner ------------------------------------------------------------------------------
+
+class DaskRunner:
+    """Work units as tasks of a Dask cluster, their results in order: the runner
+    :func:`iffse_lib.pipeline.index_photos` takes (``runner=DaskRunner(client)``).
+
+    Tasks are pure functions of their unit, so a worker that dies loses no work: the scheduler
+    runs its tasks again elsewhere, ``retries`` times at most. At most twice as many units as
+    workers (plus two) are in flight, which keeps every worker busy and bounds the client's memory.
+    """
+
+    in_process = False
+    kind = "dask"
+
+    def __init__(self, client, retries: int = 2):
+        self.client = client
+        self.retries = retries
+        self.slots = max(1, len(client.scheduler_info().get("workers", {})))
+
+    def __repr__(self) -> str:
+        return f"DaskRunner({self.client!r}, retries={self.retries})"
+
+    def __enter__(self) -> "DaskRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        from .runners import ordered_map
+
+        def submit(fn, item):
+            return self.client.submit(on_worker, fn, item, pure=False, retries=self.retries,
+                                      key=f"iffse-unit-{os.getpid()}-{time.time_ns()}")
+
+        return ordered_map(submit, fn, items, window=2 * self.slots + 2)
+
+
+@contextlib.contextmanager
+def dask_runner(scheduler: str | None = None, n_workers: int | None = None, progress: bool = True,
+                retries: int = 2) -> Iterator[DaskRunner]:
+    """A :class:`DaskRunner` on a client made by :func:`dask_client`, closed on exit."""
+    with dask_client(scheduler, n_workers, progress=progress) as client:
+        yield DaskRunner(client, retries=retries)
+
+
 # -- on the workers ---------------------------------------------------------------------------
 
-def process_batch(items: list[tuple[int, str, list[np.ndarray] | None]], detector: FaceDetector | int,
-                  embedder: Embedder | str | None) -> dict:
-    """:func:`iffse_lib.pipeline.run_batch` on a worker: the stages for one batch.
-
-    ``embedder`` is a name (one embedder per worker process, kept between tasks) or an instance.
-    The result also names the worker process, for tests and for watching a cluster.
-    """
-    from .pipeline import run_batch
-
+def on_worker(fn: Callable, item):
+    """``fn(item)`` on a Dask worker, torch and BLAS limited to the worker's threads."""
     _limit_threads()
-    emb = _worker_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder
-    result = run_batch(items, detector, emb)
-    result["worker_pid"] = os.getpid()
-    return result
+    return fn(item)
 
 
-_EMBEDDERS: dict[str | None, Embedder] = {}
 _THREADS: list[int] = []  # the per-process thread limit once set
 
 
@@ -129,113 +155,14 @@ def _limit_threads() -> int:
         return _THREADS[0]
     try:
         worker = _distributed().get_worker()
-    except ValueError:  # not on a worker (process_batch called directly): leave the defaults
+    except ValueError:  # not on a worker (called directly): leave the defaults
         return 0
+    from .runners import limit_threads
+
     state = getattr(worker, "state", None)
     n = max(1, int(getattr(state, "nthreads", None) or getattr(worker, "nthreads", 1)))
-    with contextlib.suppress(ImportError):  # the default embedder's engine (optional: dlib needs none)
-        import torch
-
-        torch.set_num_threads(n)
-    with contextlib.suppress(ImportError):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)  # numpy's BLAS and any OpenMP pool already loaded
-    _THREADS.append(n)
+    _THREADS.append(limit_threads(n))
     return n
-
-
-def _worker_embedder(name: str | None) -> Embedder:
-    """One embedder per worker process and name (its model loads on first use, then stays)."""
-    if name not in _EMBEDDERS:
-        _EMBEDDERS[name] = get_embedder(name)
-    return _EMBEDDERS[name]
-
-
-# -- on the client ----------------------------------------------------------------------------
-
-def index_photos_dask(catalog: Catalog, embedder: Embedder | str | None = None, *, client=None,
-                      scheduler: str | None = None, n_workers: int | None = None,
-                      upsample: int = config.DEFAULT_UPSAMPLE, batch_size: int = config.DEFAULT_BATCH,
-                      progress: bool = True, limit: int | None = None, times=None,
-                      on_commit: Callable[[int, dict], None] | None = None, retries: int = 2,
-                      detector: FaceDetector | None = None, redetect: bool = False) -> dict:
-    """:func:`iffse_lib.pipeline.index_photos` with the stages on a Dask cluster.
-
-    ``client`` (a ``dask.distributed.Client``) is used as it is; otherwise one is made with
-    :func:`dask_client` from ``scheduler`` / ``n_workers``. ``embedder`` is a name for
-    :func:`~iffse_lib.embed.get_embedder` (made once per worker) or an embedder instance
-    (pickled with each task, so it must load its weights lazily). ``on_commit(batch_number,
-    counts)`` is called after each batch is committed. Returns the same counts as ``index_photos``
-    plus ``workers``. ``detector`` (default: HOG at ``upsample``) and ``redetect`` are
-    index_photos'; a CNN detector on ``cuda`` wants one worker per GPU.
-    """
-    detector = detector or FaceDetector("hog", upsample)
-    if client is None:
-        with dask_client(scheduler, n_workers, progress=progress) as own:
-            return index_photos_dask(catalog, embedder, client=own, batch_size=batch_size,
-                                     progress=progress, limit=limit, times=times, on_commit=on_commit,
-                                     retries=retries, detector=detector, redetect=redetect)
-    from .pipeline import StageTimes, commit_batch, finish_counts, other_detector_photos, pending_batches
-
-    spec = embedder
-    model_tag = (get_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder).model_tag
-    times = times if times is not None else StageTimes()
-    n_photos, batches = pending_batches(catalog, model_tag, batch_size, limit,
-                                        redetect=detector.tag if redetect else None)
-
-    distributed = _distributed()
-    n_workers_now = max(1, len(client.scheduler_info().get("workers", {})))
-    window = 2 * n_workers_now + 2  # batches in flight: keeps every worker busy, bounds client memory
-    log.info("%d photos in %d batches for %d dask workers, at most %d batches in flight (%d retries each)",
-             n_photos, len(batches), n_workers_now, window, retries)
-    counts = Counter()
-    counts["other_detector"] = other_detector_photos(catalog, detector.tag) if not redetect else 0
-    workers_seen: set[int] = set()
-    t_start = time.perf_counter()
-    bar = tqdm(total=n_photos, desc=f"index ({model_tag}, dask)", unit="photo", disable=not progress)
-    futures: dict = {}
-    done: dict[int, dict] = {}
-    next_submit = next_commit = 0
-    ac = distributed.as_completed()
-
-    def submit_more():
-        nonlocal next_submit
-        while next_submit < len(batches) and next_submit - next_commit < window:
-            fut = client.submit(process_batch, batches[next_submit], detector, spec, pure=False, retries=retries,
-                                key=f"iffse-batch-{next_submit}-{os.getpid()}-{time.time_ns()}")
-            futures[fut.key] = (fut, next_submit)
-            ac.add(fut)
-            next_submit += 1
-
-    try:
-        submit_more()
-        for fut in ac:
-            _, number = futures.pop(fut.key)
-            result = fut.result()  # re-raises a task's error after its retries
-            fut.release()
-            if result["model_tag"] != model_tag:
-                raise ModelMismatch(f"the workers embed with {result['model_tag']!r}, the client expects "
-                                    f"{model_tag!r}: give workers the same environment (README: Running on a cluster)")
-            done[number] = result
-            while next_commit in done:
-                r = done.pop(next_commit)
-                commit_batch(catalog, r, times, counts)
-                workers_seen.add(r["worker_pid"])
-                bar.update(r["photos"])
-                bar.set_postfix(faces=counts["faces"], refresh=False)
-                if on_commit is not None:
-                    on_commit(next_commit, dict(counts))
-                next_commit += 1
-            submit_more()
-    finally:
-        bar.close()
-        for fut, _ in futures.values():  # an error or Ctrl-C: drop the batches still in flight
-            with contextlib.suppress(Exception):
-                fut.cancel()
-    out = finish_counts(counts, times, time.perf_counter() - t_start)
-    out["workers"] = n_workers_now
-    return out
 
 
 def worker_pids(client) -> dict[str, int]:
@@ -243,4 +170,4 @@ def worker_pids(client) -> dict[str, int]:
     return client.run(os.getpid)
 
 
-__all__ = ["dask_client", "index_photos_dask", "process_batch", "worker_pids"]
+__all__ = ["DaskRunner", "dask_client", "dask_runner", "on_worker", "worker_pids"]

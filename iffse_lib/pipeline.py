@@ -3,16 +3,26 @@
 Each batch of photos is one catalogue transaction, so an interrupted run resumes where it
 stopped: photos already detected are not detected again, faces that already have a vector of
 the embedder's model are not embedded again.
+
+:func:`index_photos` is the one loop that runs the stages and commits their results: a runner
+(:mod:`iffse_lib.runners`: this process or a pool of one worker process per core;
+:class:`iffse_lib.distributed.DaskRunner`: a Dask cluster) runs work units of a few photos
+and yields their results in order; only this process writes the catalogue.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.util
 import logging
+import os
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -170,7 +180,7 @@ def _on_gpu(embedder: Embedder) -> bool:
 ALIGNERS = ("dlib", "torch")
 
 
-def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: Embedder,
+def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: Embedder | None,
               loaders: int = 1, align: str | None = None) -> dict:
     """The stages for one batch: load, detect, landmarks, align, embed. Reads files, writes nothing.
 
@@ -183,10 +193,14 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
 
     Returns the detections (or a load-error kind) per photo, the load errors, the vectors and,
     row by row, the ``(photo_id, face index)`` each vector belongs to, counts and stage times.
-    It runs in this process (:func:`index_photos`) or on a Dask worker (``distributed.py``).
+    With ``embedder`` None the chips come back instead of vectors (``"chips"``: dlib's, uint8),
+    for an embedder elsewhere (see :func:`run_batches`). It runs in this process or in a worker
+    process (:mod:`iffse_lib.runners`, ``distributed.py``); ``"processes"`` and ``"threads"`` say
+    which process ran it and how many threads torch had there.
     """
     detector = faces.as_detector(detector)
     times = StageTimes()
+    cpu0 = time.process_time()
     detected: dict[int, list[Detection] | str] = {}
     errors: list[tuple[int, str, str]] = []
     loaded = []
@@ -208,7 +222,7 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
             detected[photo_id] = found
             n_faces += len(found)
             n_empty += not found
-    align = align or ("torch" if _on_gpu(embedder) else "dlib")
+    align = align or ("torch" if embedder is not None and _on_gpu(embedder) else "dlib")
     if align not in ALIGNERS:
         raise ValueError(f"align must be one of {ALIGNERS}, not {align!r}")
     gpu = align == "torch"
@@ -226,7 +240,7 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
                 chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
             times.add("align", time.perf_counter() - t)
             keys += [(photo_id, i) for _, i in todo]
-    vectors = None
+    vectors = batch = None
     if chips:
         if gpu:
             import torch
@@ -234,15 +248,90 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
             batch = torch.cat(chips)
         else:
             batch = np.concatenate(chips)
-        t = time.perf_counter()
-        vectors = embedder.embed(batch)
-        dt = time.perf_counter() - t
-        times.add("embed", dt, per_item=False)
-        times.items["embed"].append(dt * 1000.0 / len(keys))  # per face
+        if embedder is not None:
+            vectors = _embed_timed(embedder, batch, times)
+    torch = sys.modules.get("torch")
     return {"detected": detected, "errors": errors, "vectors": vectors, "keys": keys,
-            "model_tag": embedder.model_tag, "detector": detector.tag, "faces": n_faces,
-            "photos_without_faces": n_empty, "photos": len(items), "seconds": dict(times.seconds),
-            "items": {k: list(v) for k, v in times.items.items()}}
+            "chips": batch if embedder is None else None,
+            "model_tag": embedder.model_tag if embedder is not None else None, "detector": detector.tag,
+            "faces": n_faces, "photos_without_faces": n_empty, "photos": len(items),
+            "seconds": dict(times.seconds), "items": {k: list(v) for k, v in times.items.items()},
+            "processes": [os.getpid()], "threads": [torch.get_num_threads()] if torch is not None else [],
+            "cpu_seconds": time.process_time() - cpu0}
+
+
+def _embed_timed(embedder: Embedder, chips, times: StageTimes) -> np.ndarray:
+    t = time.perf_counter()
+    vectors = embedder.embed(chips)
+    dt = time.perf_counter() - t
+    times.add("embed", dt, per_item=False)
+    times.items["embed"].append(dt * 1000.0 / len(chips))  # per face
+    return vectors
+
+
+def merge_results(results: list[dict]) -> dict:
+    """One result from the :func:`run_batch` results of a batch's work units, in order."""
+    if len(results) == 1:
+        return results[0]
+    tags = {r["model_tag"] for r in results}  # more than one: workers that differ (ModelMismatch)
+    out = {"detected": {}, "errors": [], "keys": [], "seconds": defaultdict(float), "items": defaultdict(list),
+           "model_tag": tags.pop() if len(tags) == 1 else ", ".join(sorted(map(str, tags))),
+           "detector": results[0]["detector"]}
+    for r in results:
+        out["detected"].update(r["detected"])
+        out["errors"] += r["errors"]
+        out["keys"] += r["keys"]
+        for k in ("faces", "photos_without_faces", "photos", "cpu_seconds"):
+            out[k] = out.get(k, 0) + r[k]
+        for stage, secs in r["seconds"].items():
+            out["seconds"][stage] += secs
+        for stage, ms in r["items"].items():
+            out["items"][stage].extend(ms)
+    for key in ("processes", "threads"):
+        out[key] = sorted({n for r in results for n in r[key]})
+    for key in ("vectors", "chips"):
+        parts = [r[key] for r in results if r[key] is not None]
+        out[key] = np.concatenate(parts) if parts else None
+    return out
+
+
+def unit_size(batch_size: int, slots: int) -> int:
+    """Photos per work unit: small enough that every worker stays busy to the end (the last
+    units take about as long as one photo), large enough that a unit is worth sending."""
+    return max(1, min(8, batch_size // (8 * slots)))
+
+
+def run_batches(batches: list[list[Item]], runner, detector: faces.FaceDetector, embedder: Embedder,
+                loaders: int = 1, embed_here: bool | None = None) -> Iterator[tuple[list[Item], dict]]:
+    """``(items, result)`` for each commit batch, in order, the stages run by ``runner``.
+
+    An in-process runner runs each batch whole (``loaders`` threads decode). Otherwise each batch
+    is cut into work units (:func:`unit_size`) that the runner's workers take in turn, across
+    batch boundaries, and their results are merged back into the batch's. Workers on a CPU embed
+    their own chips; for an embedder on a GPU they return dlib's chips and this process embeds a
+    whole batch's at once (``embed_here``; None: when the embedder is on a GPU of this machine, so
+    never on Dask, whose workers have their own GPUs).
+    """
+    if runner.in_process:
+        work = functools.partial(run_batch, detector=detector, embedder=embedder, loaders=loaders)
+        yield from zip(batches, runner.map(work, batches))
+        return
+    gpu = (runner.kind == "local" and _on_gpu(embedder)) if embed_here is None else embed_here
+    size = unit_size(max(map(len, batches), default=1), runner.slots)
+    work = functools.partial(run_batch, detector=detector, embedder=None if gpu else embedder,
+                             align="dlib" if gpu else None)
+    units = [[items[i:i + size] for i in range(0, len(items), size)] for items in batches]
+    results = runner.map(work, (unit for parts in units for unit in parts))
+    for items, parts in zip(batches, units):
+        result = merge_results([next(results) for _ in parts])
+        if gpu:
+            times = StageTimes()
+            result["vectors"] = _embed_timed(embedder, result["chips"], times) if result["keys"] else None
+            result["model_tag"] = embedder.model_tag
+            result["chips"] = None
+            result["seconds"]["embed"] = result["seconds"].get("embed", 0.0) + times.seconds.get("embed", 0.0)
+            result["items"].setdefault("embed", []).extend(times.items.get("embed", []))
+        yield items, result
 
 
 def commit_batch(catalog: Catalog, result: dict, times: StageTimes, counts: Counter) -> None:
@@ -262,63 +351,115 @@ def commit_batch(catalog: Catalog, result: dict, times: StageTimes, counts: Coun
     counts["photos_without_faces"] += result["photos_without_faces"]
     counts["load_errors"] += len(result["errors"])
     counts["vectors"] += len(result["keys"])
+    counts["cpu_seconds"] += result.get("cpu_seconds", 0.0)
 
 
 def finish_counts(counts: Counter, times: StageTimes, elapsed: float) -> dict:
     out = dict(counts)
     out["seconds"] = round(elapsed, 3)
+    if "cpu_seconds" in out:  # CPU time of the stages, summed over the processes that ran them
+        out["cpu_seconds"] = round(out["cpu_seconds"], 3)
     out["photos_per_s"] = round(counts["photos"] / elapsed, 2) if elapsed > 0 and counts["photos"] else 0.0
     out["stages"] = times.summary()
     return out
 
 
-def index_photos(catalog: Catalog, embedder: Embedder | None = None, upsample: int = config.DEFAULT_UPSAMPLE,
-                 batch_size: int = config.DEFAULT_BATCH, progress: bool = True, limit: int | None = None,
-                 times: StageTimes | None = None, scheduler: str | None = None, workers: int | None = None,
+def index_photos(catalog: Catalog, embedder: Embedder | str | None = None,
+                 upsample: int = config.DEFAULT_UPSAMPLE, batch_size: int = config.DEFAULT_BATCH,
+                 progress: bool = True, limit: int | None = None, times: StageTimes | None = None,
+                 scheduler: str | None = None, workers: int | None = None,
                  detector: faces.FaceDetector | None = None, redetect: bool = False,
-                 loaders: int | None = None, detect_new: bool = True) -> dict:
+                 loaders: int | None = None, detect_new: bool = True, jobs: int | None = None,
+                 runner=None, on_commit: Callable[[int, dict], None] | None = None) -> dict:
     """Detect, align and embed every photo that still needs it; returns counts and stage times.
 
     ``detector`` (default: dlib's HOG at ``upsample``) finds the faces of photos not yet
     detected. Photos detected before by another detector keep their faces (counted as
     ``other_detector``) unless ``redetect`` is set: then they are detected again and their old
-    faces and vectors are replaced. ``loaders`` threads decode photos (default: up to 4, fewer
-    on smaller machines). ``detect_new=False`` only embeds faces already found that lack a vector.
+    faces and vectors are replaced. ``detect_new=False`` only embeds faces already found that
+    lack a vector.
 
-    With ``scheduler`` (``tcp://HOST:PORT``) or ``workers`` (a local cluster of that many
-    processes) the stages run on Dask: see :func:`iffse_lib.distributed.index_photos_dask`.
+    Where the stages run (the commits are always here, batch by batch, in order):
+
+    - ``jobs`` worker processes on this machine (:class:`iffse_lib.runners.ProcessPool`); None:
+      one per core this process may use, one when the detector is on a GPU. ``jobs=1`` runs
+      everything in this process, ``loaders`` threads decoding (default: up to 4).
+    - ``scheduler`` (``tcp://HOST:PORT``) or ``workers`` (a local cluster of that many
+      processes): on Dask (:mod:`iffse_lib.distributed`).
+    - ``runner``: any runner of :mod:`iffse_lib.runners` (or ``distributed.DaskRunner``), used
+      as it is.
+
+    ``on_commit(batch_number, counts)`` is called after each batch is committed.
     """
     detector = detector or faces.FaceDetector("hog", upsample)
-    if scheduler is not None or workers is not None:
-        from .distributed import index_photos_dask
-
-        return index_photos_dask(catalog, embedder, scheduler=scheduler, n_workers=workers, detector=detector,
-                                 batch_size=batch_size, progress=progress, limit=limit, times=times,
-                                 redetect=redetect)
-    embedder = embedder or get_embedder()
-    loaders = default_loaders() if loaders is None else loaders
+    embedder = get_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder
     times = times if times is not None else StageTimes()
     n_photos, batches = pending_batches(catalog, embedder.model_tag, batch_size, limit,
                                         redetect=detector.tag if redetect else None, detect_new=detect_new)
     counts = Counter()
     counts["other_detector"] = other_detector_photos(catalog, detector.tag) if not redetect else 0
+    processes: set[int] = set()
+    threads: set[int] = set()
     t_start = time.perf_counter()
-    bar = tqdm(total=n_photos, desc=f"index ({detector.tag}, {embedder.model_tag})", unit="photo",
-               disable=not progress)
-    for items in batches:
-        commit_batch(catalog, run_batch(items, detector, embedder, loaders), times, counts)
-        bar.update(len(items))
-        bar.set_postfix(faces=counts["faces"], refresh=False)
-    bar.close()
-    return finish_counts(counts, times, time.perf_counter() - t_start)
+    with contextlib.ExitStack() as stack:
+        if runner is None:
+            runner = stack.enter_context(_runner(jobs, scheduler, workers, detector, embedder, progress,
+                                                 n_photos))
+        loaders = (default_loaders() if loaders is None else loaders) if runner.in_process else 1
+        where = "" if runner.in_process else f", {runner.slots} {'processes' if runner.kind == 'local' else 'dask'}"
+        bar = stack.enter_context(tqdm(total=n_photos, desc=f"index ({detector.tag}, {embedder.model_tag}{where})",
+                                       unit="photo", disable=not progress))
+        for number, (items, result) in enumerate(run_batches(batches, runner, detector, embedder, loaders)):
+            if result["model_tag"] != embedder.model_tag:
+                from .errors import ModelMismatch
+
+                raise ModelMismatch(f"the workers embed with {result['model_tag']!r}, this process expects "
+                                    f"{embedder.model_tag!r}: give workers the same environment (README: "
+                                    "Running on a cluster)")
+            commit_batch(catalog, result, times, counts)
+            processes.update(result["processes"])
+            threads.update(result["threads"])
+            bar.update(len(items))
+            bar.set_postfix(faces=counts["faces"], refresh=False)
+            if on_commit is not None:
+                on_commit(number, dict(counts))
+    out = finish_counts(counts, times, time.perf_counter() - t_start)
+    out["jobs"] = runner.slots
+    if runner.kind == "dask":
+        out["workers"] = runner.slots
+    out["processes"] = sorted(processes)
+    out["threads"] = sorted(threads)
+    return out
+
+
+def _runner(jobs: int | None, scheduler: str | None, workers: int | None, detector: faces.FaceDetector,
+            embedder: Embedder, progress: bool, n_photos: int):
+    """The runner that index_photos' options ask for (a context manager)."""
+    from . import runners
+
+    if scheduler is not None or workers is not None:
+        if jobs is not None:
+            raise ValueError("jobs runs processes on this machine; scheduler and workers run Dask: give one")
+        from .distributed import dask_runner
+
+        return dask_runner(scheduler, workers, progress=progress)
+    jobs = runners.default_jobs(on_gpu=str(detector.device).startswith("cuda")) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be 1 or more, not {jobs}")
+    if jobs == 1 or n_photos <= 1:
+        return runners.InProcess()
+    preload = ["numpy", "PIL.Image", "dlib", "iffse_lib.pipeline"]
+    if importlib.util.find_spec("torch") is not None and (detector.kind == "cnn" or not _on_gpu(embedder)):
+        preload.append("torch")  # the workers embed (or detect) in torch: imported once, not once each
+    return runners.ProcessPool(min(jobs, n_photos), preload=preload)
 
 
 def default_loaders() -> int:
     """Threads that decode photos: one per core beyond the first, at most 4 (decoding is ~3% of
     a CPU pipeline's time, more of a GPU one's)."""
-    import os
+    from .runners import available_cores
 
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    return max(1, min(4, available_cores() - 1))
 
 
 def other_detector_photos(catalog: Catalog, tag: str) -> int:

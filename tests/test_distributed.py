@@ -70,8 +70,8 @@ def test_killed_worker_loses_no_work(people_catalog, faces_dir, tmp_path):
             os.kill(pid, signal.SIGKILL)
             killed.append((batch, pid))
 
-        counts = distributed.index_photos_dask(cat, client=client, batch_size=3, progress=False,
-                                               on_commit=kill_a_busy_worker)
+        counts = pipeline.index_photos(cat, runner=distributed.DaskRunner(client), batch_size=3, progress=False,
+                                       on_commit=kill_a_busy_worker)
         assert killed and killed[0][0] == 0
         deadline = time.time() + 30  # the nanny starts a new worker process in place of the killed one
         while killed[0][1] in set(distributed.worker_pids(client).values()) and time.time() < deadline:
@@ -80,6 +80,7 @@ def test_killed_worker_loses_no_work(people_catalog, faces_dir, tmp_path):
 
         # every photo went through once, in order, with nothing lost or doubled
         assert counts["photos"] == N_PHOTOS and counts["workers"] == 2
+        assert os.getpid() not in counts["processes"] and counts["threads"] == [1]
         assert cat.counts()["photos_detected"] == N_PHOTOS
         assert cat.scalar("SELECT COUNT(*) FROM vectors") == cat.scalar("SELECT COUNT(*) FROM faces") == counts["vectors"]
         assert cat.vector_file(MODEL).rows == counts["vectors"]
@@ -88,7 +89,7 @@ def test_killed_worker_loses_no_work(people_catalog, faces_dir, tmp_path):
         dropped = [r[0] for r in cat.query("SELECT face_id FROM vectors ORDER BY face_id LIMIT 2")]
         with cat.transaction() as db:
             db.executemany("DELETE FROM vectors WHERE face_id=?", [(f,) for f in dropped])
-        again = distributed.index_photos_dask(cat, client=client, batch_size=3, progress=False)
+        again = pipeline.index_photos(cat, runner=distributed.DaskRunner(client), batch_size=3, progress=False)
         assert again["vectors"] == 2 and again.get("faces", 0) == 0 and again["photos"] <= 2
 
     # the same photos, faces, boxes, landmarks and vectors as the uninterrupted one-process run

@@ -167,11 +167,15 @@ def test_a_dask_task_carries_the_detector(faces_dir):
     pytest.importorskip("torch")
     import pickle
 
-    from iffse_lib.distributed import process_batch
+    import functools
+
+    from iffse_lib.distributed import on_worker
 
     detector = pickle.loads(pickle.dumps(faces.FaceDetector("cnn", 0)))
     items = [(7, str(faces_dir / "multi" / "facerec_obama_and_biden.jpg"), None)]
-    result = process_batch(items, detector, "torch")
+    work = pickle.loads(pickle.dumps(functools.partial(pipeline.run_batch, detector=detector,
+                                                       embedder=get_embedder("torch"))))
+    result = on_worker(work, items)
     assert result["detector"] == "cnn-up0" and result["faces"] == 3 and len(result["keys"]) == 3
     image = images.load_image(items[0][1])
     assert [d.box for d in result["detected"][7]] == [b for b, _ in detector.detect_batch([image])[0]]
