@@ -405,8 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--rebuild", action="store_true",
                        help="rebuild the whole index (otherwise new faces are searched exactly until they pass "
                             "10%% of the index, 1,000 to 50,000 faces)")
-    index.add_argument("--backend", choices=("annoy", "hnsw"), default=None,
-                       help="index backend for a rebuild (default: annoy below 100,000 faces, hnsw from there on)")
+    index.add_argument("--backend", choices=("annoy", "faiss-hnsw", "ivfpq", "flat"), default=None,
+                       help="index backend for a rebuild (default: annoy below 100,000 faces, faiss-hnsw from there "
+                            "on; ivfpq: compressed, for tens of millions; flat: exact)")
     index.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                        help="run the stages on this Dask cluster (README: Running on a cluster)")
     index.add_argument("--workers", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",
