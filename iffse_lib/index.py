@@ -6,7 +6,7 @@ threshold). :func:`exact_search` is the brute-force baseline (numpy, batched) us
 Backends (``backend=``, one class each in :mod:`iffse_lib.index_backends`):
 
 - ``"annoy"`` (default below :data:`GRAPH_FROM` faces): spotify/annoy. ``n_trees=50`` and
-  ``search_k = -1``, which here means ``ANNOY_SEARCH_K_FACTOR * n_trees * k`` nodes inspected per
+  ``search_k = -1``, which here means ``index_backends.ANNOY_SEARCH_K_FACTOR * n_trees * k`` nodes inspected per
   query: 4x Annoy's own default, because on the LFW subset's real vectors Annoy's default finds
   only 92% of the exact top 10 and 4x finds 98% (tests/test_index.py). Memory-mapped on load.
 - ``"faiss-hnsw"`` (default from :data:`GRAPH_FROM` faces on): faiss's HNSW graph
@@ -52,8 +52,8 @@ import numpy as np
 
 from . import config
 from .errors import IndexMismatch, IndexMissing, ModelMismatch
-from .index_backends import (ANNOY_SEARCH_K_FACTOR, BACKENDS as BACKEND_CLASSES, HNSW_EF_CONSTRUCTION, HNSW_M,
-                             IVF_NPROBE, RERANK_FACTOR)
+from .index_backends import (BACKENDS as BACKEND_CLASSES, HNSW_EF_CONSTRUCTION, HNSW_M,
+                             IVF_NPROBE, RERANK_FACTOR, exact_search)
 
 METRICS = ("euclidean", "angular")
 BACKENDS = tuple(BACKEND_CLASSES)
@@ -94,37 +94,6 @@ def rebuild_threshold(segment_size: int) -> int:
 def fingerprint(face_ids: np.ndarray) -> str:
     """A short hash of a set of face ids (order-independent)."""
     return hashlib.sha256(np.sort(np.asarray(face_ids, dtype="<i8")).tobytes()).hexdigest()[:16]
-
-
-def exact_search(queries: np.ndarray, vectors: np.ndarray, k: int, metric: str = "euclidean",
-                 batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force: (positions (n, k), distances (n, k)) of each query's k nearest rows of ``vectors``.
-
-    Angular distances are Annoy's: ``sqrt(2 - 2 cos)``. Rows short of k are padded with -1 / inf.
-    """
-    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    vectors = np.asarray(vectors, dtype=np.float32)
-    n = len(vectors)
-    k_eff = min(k, n)
-    pos = np.full((len(queries), k), -1, dtype=np.int64)
-    dist = np.full((len(queries), k), np.inf, dtype=np.float32)
-    if k_eff == 0:
-        return pos, dist
-    if metric == "angular":
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    sq = np.einsum("ij,ij->i", vectors, vectors)
-    for start in range(0, len(queries), batch):
-        q = queries[start:start + batch]
-        d2 = sq[None, :] - 2.0 * (q @ vectors.T) + np.einsum("ij,ij->i", q, q)[:, None]
-        np.maximum(d2, 0, out=d2)
-        part = np.argpartition(d2, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.tile(np.arange(n), (len(q), 1))
-        # |q|^2 - 2 q.v + |v|^2 loses ~1e-3 to cancellation near 0: recompute the k winners directly.
-        part_d = np.linalg.norm(vectors[part] - q[:, None, :], axis=2)
-        order = np.argsort(part_d, axis=1, kind="stable")
-        pos[start:start + len(q), :k_eff] = np.take_along_axis(part, order, axis=1)
-        dist[start:start + len(q), :k_eff] = np.take_along_axis(part_d, order, axis=1)
-    return pos, dist
 
 
 class FaceIndex:
