@@ -35,14 +35,8 @@ log = logging.getLogger(__name__)
 
 #: How many times a shard call is repeated after its worker was lost.
 RETRIES = 3
-#: Seconds to wait for one shard's answer before loading it elsewhere and asking again …
+#: Seconds to wait for one shard's answer before loading it elsewhere and asking again.
 CALL_TIMEOUT = 300
-#: … checking this often whether the worker holding it is still there.
-POLL_S = 0.5
-
-
-class ShardLost(Exception):
-    """The worker holding a shard left the cluster (or did not answer in CALL_TIMEOUT seconds)."""
 
 
 def shard_of(face_ids: np.ndarray, n_shards: int) -> np.ndarray:
@@ -202,7 +196,7 @@ class ShardedIndex:
         for s in sorted(pending):
             for attempt in range(RETRIES + 1):
                 try:
-                    parts[s] = self._wait(s, pending[s])
+                    parts[s] = pending[s].result(timeout=CALL_TIMEOUT)  # raises when its worker dies
                     break
                 except Exception as exc:  # the worker holding the shard left: load it elsewhere
                     if attempt == RETRIES:
@@ -214,20 +208,6 @@ class ShardedIndex:
         if not parts:
             return (np.full((len(queries), k), -1, np.int64), np.full((len(queries), k), np.inf, np.float32))
         return merge([parts[s] for s in sorted(parts)], k)
-
-    def _wait(self, s: int, future):
-        """The answer of shard ``s``; ShardLost as soon as its worker is gone from the cluster."""
-        waited = 0.0
-        while True:
-            try:
-                return future.result(timeout=POLL_S)
-            except TimeoutError:
-                waited += POLL_S
-                address = getattr(self.actors[s], "_address", None)
-                if address not in self.client.scheduler_info()["workers"]:
-                    raise ShardLost(f"the worker {address} holding shard {s} left") from None
-                if waited >= CALL_TIMEOUT:
-                    raise ShardLost(f"shard {s} did not answer in {CALL_TIMEOUT} s") from None
 
     def close(self) -> None:
         self.actors.clear()
