@@ -15,7 +15,7 @@ $(VENV)/bin/python:
 # The lock files pin every package, transitive ones too (`make lock` writes them from
 # requirements*.txt). Stamps record which lock file was installed, so an edit re-runs pip.
 $(VENV)/.runtime-installed: requirements.lock pyproject.toml | $(VENV)/bin/python
-	HNSWLIB_NO_NATIVE=1 $(PIP) install --quiet -r requirements.lock  # hnswlib: portable build
+	$(PIP) install --quiet -r requirements.lock
 	$(PIP) install --quiet --no-deps -e .
 	touch $@
 

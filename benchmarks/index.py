@@ -1,6 +1,7 @@
-"""Nearest-neighbour search over a million face-like vectors: Annoy, hnswlib and exact numpy.
+"""Nearest-neighbour search over face-like vectors: Annoy, faiss, usearch, voyager, hnswlib and exact numpy.
 
-    python benchmarks/index.py [--n 100000 1000000] [--data DIR] [--queries 1000]
+    python benchmarks/index.py [--n 100000 1000000] [--backends ...] [--data DIR] [--queries 1000] [--json]
+    nice python benchmarks/index.py --n 10000000 --backends ivfpq --queries 200   # streamed to disk
 
 Face-like vectors: identities with 2 to 10 photos each (6 on average). Each identity has a
 centre drawn from a Gaussian whose covariance spectrum (a power law, in a random basis) and total
@@ -10,10 +11,22 @@ e.g. ``iffse collect lfw && iffse index``) the constants are measured from it; o
 constants below are used (measured the same way on ../shared/data/lfw). Both histograms'
 summaries (real when given, and synthetic) are printed.
 
-Queries are new photos of identities in the index (not themselves in it). For each method:
-build seconds, index size on disk, memory added, queries/s one query at a time on one thread,
-recall@10 against exact search, and same-person recall (of the query person's other faces that
-exact search puts in the top 10, the share the index returns too).
+The vectors are written to a float32 ``.npy`` file in the temporary folder a slice at a time and
+memory-mapped, as the catalogue keeps them: 10M faces (4.9 GB) are never all in memory at once
+(ivfpq builds from the file; graph backends need their vectors in memory anyway).
+
+Queries are new photos of identities in the index (not themselves in it). For each backend and
+setting: build seconds, index size on disk (MB), memory resident after loading it and answering
+the queries (MB; for ivfpq this includes the pages of the vector file read to re-rank), queries/s
+one at a time on one thread and in one batch (all threads), exact search's single-query rate in
+the same run (``exact_qps``; ``speedup`` = qps / exact_qps), recall@10 against exact search, and
+same-person recall (of the query person's other faces that exact search puts in the top 10, the
+share the index returns too). The backend iffse builds by default for that many faces, at its
+default setting, is marked ``"default": true``. ``--json`` prints the rows as one JSON document
+on stdout (the tables go to stderr).
+
+Backends iffse can build are measured through FaceIndex; usearch, voyager and hnswlib (when
+installed) through their own Python API, for the comparison that chose faiss.
 
 The machine's load average is printed with the figures: other work on the CPUs skews them.
 """
@@ -25,17 +38,21 @@ import os
 # One BLAS thread, so that "one thread" holds for the exact baseline too (set before numpy loads).
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # faiss's threads sleep, not spin, on a shared machine
 
 import argparse
+import gc
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from iffse_lib.index import FaceIndex, exact_search
+from iffse_lib.index import BACKENDS, FaceIndex, default_backend, exact_search
+from iffse_lib.index_backends import HNSW_EF, IVF_NPROBE
 
 DIM = 128
 #: Measured on the LFW subset (../shared/data/lfw, 2,515 photos, dlib-resnet-v1) with --data:
@@ -175,8 +192,10 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _dir_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.iterdir()) / 2**20
+def _size_mb(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_size / 2**20
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
 def recall_rows(got: np.ndarray, truth: np.ndarray, truth_labels: np.ndarray, q_labels: np.ndarray) -> tuple[float, float]:
@@ -189,84 +208,227 @@ def recall_rows(got: np.ndarray, truth: np.ndarray, truth_labels: np.ndarray, q_
     return recall, (found / total if total else float("nan"))
 
 
-def run_one(name: str, index: FaceIndex, vectors, tmp: Path, queries, truth, labels, q_labels, k: int,
-            settings: list[dict]) -> list[dict]:
-    rss0 = _rss_mb()
+SLICE = 250_000
+
+
+def write_dataset(gen: FaceLikeGenerator, n: int, n_queries: int, path: Path):
+    """(vectors memory-mapped from ``path``, labels, queries, query labels), written a slice at a time."""
+    sizes = gen.rng.integers(2, 11, size=n // 2 + 1)
+    sizes = sizes[:np.searchsorted(np.cumsum(sizes), n) + 1]
+    labels = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)[:n]
+    centres = gen.centres(len(sizes))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, DIM))
+    for s in range(0, n, SLICE):
+        out[s:s + SLICE] = gen.photos(centres, labels[s:s + SLICE])
+    out.flush()
+    del out
+    q_labels = gen.rng.choice(labels, n_queries, replace=False)
+    queries = gen.photos(centres, q_labels)
+    return np.load(path, mmap_mode="r"), labels, queries, q_labels
+
+
+def exact_truth(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k positions, a slice of the (memory-mapped) vectors at a time."""
+    best_pos = np.full((len(queries), 0), -1, np.int64)
+    best_d = np.zeros((len(queries), 0), np.float32)
+    for s in range(0, len(vectors), SLICE):
+        pos, d = exact_search(queries, np.asarray(vectors[s:s + SLICE]), k, batch=64)
+        pos = np.concatenate([best_pos, pos + s], axis=1)
+        d = np.concatenate([best_d, d], axis=1)
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        best_pos, best_d = np.take_along_axis(pos, order, 1), np.take_along_axis(d, order, 1)
+    return best_pos
+
+
+def exact_single_qps(queries: np.ndarray, vectors: np.ndarray, k: int, seconds: float = 20.0) -> float:
+    """Exact search one query at a time, one thread, over vectors resident in memory when they fit
+    (norms computed once, as a resident exact index would keep them), else streamed from the file."""
+    done, t = 0, time.perf_counter()
+    if len(vectors) <= 2_000_000:
+        vectors = np.asarray(vectors)
+        sq = np.einsum("ij,ij->i", vectors, vectors)
+        for q in queries:
+            d2 = sq - 2.0 * (vectors @ q)
+            top = np.argpartition(d2, k)[:k]
+            top[np.argsort(d2[top])]
+            done += 1
+            if done >= 20 and time.perf_counter() - t > seconds:
+                break
+    else:
+        for q in queries[:3]:
+            exact_truth(q[None], vectors, k)
+            done += 1
+    return done / (time.perf_counter() - t)
+
+
+def _library_ops(name: str, dim: int, params: dict):
+    """(build, save, load, single, batch) for usearch, voyager or hnswlib."""
+    threads = os.cpu_count() or 1
+    if name == "usearch":
+        from usearch.index import Index
+
+        def build(v):
+            ix = Index(ndim=dim, metric="l2sq", dtype="f32", connectivity=params["m"], expansion_add=params["efc"])
+            ix.add(np.arange(len(v)), np.asarray(v), threads=threads)
+            return ix
+
+        def load(path):
+            return Index.restore(str(path), view=False)
+
+        def single(ix, q, k, s):
+            ix.expansion_search = s
+            return ix.search(q, k, threads=1).keys
+
+        def batch(ix, Q, k, s):
+            ix.expansion_search = s
+            return ix.search(Q, k, threads=threads).keys
+        return build, lambda ix, path: ix.save(str(path)), load, single, batch
+    if name == "voyager":
+        import voyager
+
+        def build(v):
+            ix = voyager.Index(voyager.Space.Euclidean, num_dimensions=dim, M=params["m"],
+                               ef_construction=params["efc"])
+            ix.add_items(np.array(v, np.float32), num_threads=threads)
+            return ix
+        return (build, lambda ix, path: ix.save(str(path)), lambda path: voyager.Index.load(str(path)),
+                lambda ix, q, k, s: ix.query(q, k, query_ef=s)[0],
+                lambda ix, Q, k, s: ix.query(Q, k, num_threads=threads, query_ef=s)[0])
+    if name == "hnswlib":
+        import hnswlib
+
+        def build(v):
+            ix = hnswlib.Index(space="l2", dim=dim)
+            ix.init_index(max_elements=len(v), ef_construction=params["efc"], M=params["m"], random_seed=0)
+            ix.set_num_threads(threads)
+            ix.add_items(np.array(v, np.float32), np.arange(len(v)))
+            return ix
+
+        def load(path):
+            ix = hnswlib.Index(space="l2", dim=dim)
+            ix.load_index(str(path))
+            return ix
+
+        def single(ix, q, k, s):
+            ix.set_ef(s)
+            return ix.knn_query(q[None], k, num_threads=1)[0][0]
+
+        def batch(ix, Q, k, s):
+            ix.set_ef(s)
+            return ix.knn_query(Q, k, num_threads=threads)[0]
+        return build, lambda ix, path: ix.save_index(str(path)), load, single, batch
+    raise ValueError(name)
+
+
+def measure(backend: str, settings: list[int], vectors, tmp: Path, queries, truth, labels, q_labels, k: int,
+            exact_qps: float, params: dict) -> list[dict]:
+    """Rows for one backend: built once, saved, loaded into this process, queried per setting."""
+    n = len(vectors)
     t = time.perf_counter()
-    index.add(np.arange(len(vectors)), vectors)
-    index.build()
-    build_s = time.perf_counter() - t
-    folder = tmp / name
-    index.save(folder)
-    size = _dir_mb(folder)
-    loaded = FaceIndex.load(folder, index.model_tag)
-    mem = _rss_mb() - rss0
-    del index
+    if backend in BACKENDS:
+        index = FaceIndex("bench", DIM, backend=backend, **params)
+        index.add(np.arange(n), vectors, rows=np.arange(n))
+        index.build()
+        build_s = time.perf_counter() - t
+        index.save(tmp / backend)
+        path = tmp / backend
+        del index
+        gc.collect()
+        rss0 = _rss_mb()
+        index = FaceIndex.load(path, "bench")
+        index.attach(vectors)
+
+        def single(q, s):
+            return index.query(q, k, search_k=s)[0][0]
+
+        def batch(Q, s):
+            return index.query(Q, k, search_k=s)[0]
+    else:
+        build, save, load, lib_single, lib_batch = _library_ops(backend, DIM, params)
+        index = build(vectors)
+        build_s = time.perf_counter() - t
+        path = tmp / f"{backend}.bin"
+        save(index, path)
+        del index
+        gc.collect()
+        rss0 = _rss_mb()
+        index = load(path)
+
+        def single(q, s):
+            return lib_single(index, q, k, s)
+
+        def batch(Q, s):
+            return lib_batch(index, Q, k, s)
     rows = []
     for s in settings:
         t = time.perf_counter()
-        got = np.stack([loaded.query(q, k, search_k=s["search_k"])[0][0] for q in queries])
-        qps = len(queries) / (time.perf_counter() - t)
+        got = np.stack([np.asarray(single(q, s), np.int64) for q in queries])
+        lat = time.perf_counter() - t
+        t = time.perf_counter()
+        batch(queries, s)
+        qps_batched = len(queries) / (time.perf_counter() - t)
         recall, same = recall_rows(got, truth, labels[truth], q_labels)
-        rows.append({"method": name, **s, "build_s": round(build_s, 1), "size_mb": round(size, 1),
-                     "mem_mb": round(mem, 1), "qps": round(qps, 1), "recall@10": round(recall, 4),
-                     "same_person_recall": round(same, 4)})
+        rows.append({"backend": backend, "setting": f"{SETTING_NAMES.get(backend, 'ef')}={s}", "n": n,
+                     "build_s": round(build_s, 1), "file_mb": round(_size_mb(path), 1),
+                     "resident_mb": round(_rss_mb() - rss0, 1), "qps": round(len(queries) / lat, 1),
+                     "qps_batched": round(qps_batched, 1), "exact_qps": round(exact_qps, 2),
+                     "speedup": round(len(queries) / lat / exact_qps, 1), "recall_at_10": round(recall, 4),
+                     "same_person_recall": round(same, 4), "params": params,
+                     "load_average": round(os.getloadavg()[0], 1),
+                     "default": backend == default_backend(n) and s == DEFAULT_SETTING.get(backend)})
         print_row(rows[-1])
-    shutil.rmtree(folder, ignore_errors=True)
+    del index
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    gc.collect()
     return rows
 
 
-HEADER = f"{'method':<24}{'setting':<14}{'build s':>9}{'size MB':>9}{'mem MB':>8}{'q/s':>9}{'recall@10':>11}{'same-person':>13}"
+SETTING_NAMES = {"annoy": "search_k", "ivfpq": "nprobe"}
+#: FaceIndex's default search_k per backend (-1: Annoy's 4 x n_trees x k)
+DEFAULT_SETTING = {"annoy": -1, "faiss-hnsw": HNSW_EF, "ivfpq": IVF_NPROBE}
+#: settings measured per backend, and build parameters
+SETTINGS = {"annoy": [-1], "faiss-hnsw": [64, 128, 256], "ivfpq": [16, 32, 64, 128], "flat": [0],
+            "usearch": [32, 64, 128], "voyager": [64, 128], "hnswlib": [128, 512]}
+PARAMS = {"annoy": {"n_trees": 50}, "faiss-hnsw": {}, "ivfpq": {}, "flat": {},
+          "usearch": {"m": 32, "efc": 128}, "voyager": {"m": 32, "efc": 100}, "hnswlib": {"m": 32, "efc": 100}}
+
+HEADER = (f"{'backend':<12}{'setting':<14}{'build s':>9}{'file MB':>9}{'res MB':>8}{'q/s':>9}{'q/s batch':>11}"
+          f"{'x exact':>9}{'recall@10':>11}{'same-person':>13}{'load':>6}")
 
 
 def print_row(r: dict) -> None:
-    print(f"{r['method']:<24}{r['label']:<14}{r['build_s']:>9.1f}{r['size_mb']:>9.1f}{r['mem_mb']:>8.0f}"
-          f"{r['qps']:>9.1f}{r['recall@10']:>11.4f}{r['same_person_recall']:>13.4f}", flush=True)
+    print(f"{r['backend']:<12}{r['setting']:<14}{r['build_s']:>9.1f}{r['file_mb']:>9.1f}{r['resident_mb']:>8.0f}"
+          f"{r['qps']:>9.1f}{r['qps_batched']:>11.1f}{r['speedup']:>9.1f}{r['recall_at_10']:>11.4f}"
+          f"{r['same_person_recall']:>13.4f}{r['load_average']:>6.1f}" + ("  (default)" if r["default"] else ""),
+          flush=True)
 
 
-def bench(n: int, cal: dict, n_queries: int, trees: list[int], hnsw_efc: list[int], tmp: Path,
-          hnsw_m: int = 16, hnsw_ef: tuple[int, ...] = (16, 32, 64, 128, 256),
-          annoy_x: tuple[int, ...] = (1, 2, 4, 8), k: int = 10, hnsw_min_in: tuple[int, ...] = (0,)) -> list[dict]:
+def bench(n: int, cal: dict, n_queries: int, backends: list[str], tmp: Path, k: int = 10) -> list[dict]:
     gen = FaceLikeGenerator(cal, seed=n)
     t = time.perf_counter()
-    vectors, labels, queries, q_labels = gen.dataset(n, n_queries)
-    print(f"\nN = {n:,} faces of {labels.max() + 1:,} people ({time.perf_counter() - t:.1f} s to generate); "
-          f"{n_queries} queries (new photos of indexed people); load average {os.getloadavg()[0]:.1f}", flush=True)
-    same, diff = pair_distances(vectors, labels, max_same=100_000)
-    print_summaries("synthetic", same, diff)
+    vectors, labels, queries, q_labels = write_dataset(gen, n, n_queries, tmp / "vectors.npy")
+    print(f"\nN = {n:,} faces of {labels.max() + 1:,} people ({time.perf_counter() - t:.1f} s to generate, "
+          f"{_size_mb(tmp / 'vectors.npy'):.0f} MB on disk); {n_queries} queries (new photos of indexed people); "
+          f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    sample = np.flatnonzero(labels < labels[min(n, 200_000) - 1])
+    print_summaries("synthetic", *pair_distances(np.asarray(vectors[sample]), labels[sample], max_same=100_000))
     t = time.perf_counter()
-    truth, _ = exact_search(queries, vectors, k, batch=64)
-    batched_qps = n_queries / (time.perf_counter() - t)
-    n_single = min(n_queries, 200 if n > 200_000 else 1000)
-    sq = np.einsum("ij,ij->i", vectors, vectors)  # norms once, as a resident exact index would keep them
-    t = time.perf_counter()
-    for q in queries[:n_single]:
-        d2 = sq - 2.0 * (vectors @ q)
-        top = np.argpartition(d2, k)[:k]
-        top[np.argsort(d2[top])]
-    single_qps = n_single / (time.perf_counter() - t)
-    print(HEADER)
-    rows = [{"method": "exact numpy", "label": "single", "build_s": 0.0, "size_mb": vectors.nbytes / 2**20,
-             "mem_mb": vectors.nbytes / 2**20, "qps": round(single_qps, 1), "recall@10": 1.0, "same_person_recall": 1.0},
-            {"method": "exact numpy", "label": "batched (64)", "build_s": 0.0, "size_mb": vectors.nbytes / 2**20,
-             "mem_mb": vectors.nbytes / 2**20, "qps": round(batched_qps, 1), "recall@10": 1.0,
-             "same_person_recall": 1.0}]
+    truth = exact_truth(queries, vectors, k)
+    exact_batched = n_queries / (time.perf_counter() - t)
+    exact_qps = exact_single_qps(queries, vectors, k)
+    print(f"exact numpy: {exact_qps:.2f} q/s one at a time, {exact_batched:.1f} q/s batched", flush=True)
+    print(HEADER, flush=True)
+    rows = []
+    for backend in backends:
+        try:
+            rows += measure(backend, SETTINGS[backend], vectors, tmp, queries, truth, labels, q_labels, k,
+                            exact_qps, PARAMS[backend])
+        except ImportError as exc:
+            print(f"{backend}: skipped ({exc})", flush=True)
     for r in rows:
-        print_row(r)
-    for nt in trees:
-        settings = [{"label": f"search_k={m}x", "search_k": nt * k * m} for m in annoy_x]
-        rows += run_one(f"annoy n_trees={nt}", FaceIndex("bench", DIM, n_trees=nt), vectors, tmp, queries, truth,
-                        labels, q_labels, k, settings)
-    for efc in hnsw_efc:
-        for min_in in hnsw_min_in:
-            settings = [{"label": f"ef={ef}", "search_k": ef} for ef in hnsw_ef]
-            rows += run_one(f"hnsw M={hnsw_m} efC={efc}" + (f" in>={min_in}" if min_in else ""),
-                            FaceIndex("bench", DIM, backend="hnsw", hnsw_m=hnsw_m, hnsw_ef_construction=efc,
-                                      hnsw_min_in_links=min_in),
-                            vectors, tmp, queries, truth, labels, q_labels, k, settings)
-    for r in rows:
-        r["n"] = n
-        r["speedup_vs_exact_single"] = round(r["qps"] / single_qps, 1)
+        r["exact_qps_batched"] = round(exact_batched, 1)
+    del vectors
+    (tmp / "vectors.npy").unlink()
     return rows
 
 
@@ -282,22 +444,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--trees", type=int, nargs="*", default=[10, 50, 100], help="Annoy n_trees (none: skip Annoy)")
-    ap.add_argument("--hnsw-efc", type=int, nargs="*", default=[100],
-                    help="hnswlib ef_construction values to build with (none: skip hnswlib)")
-    ap.add_argument("--hnsw-m", type=int, default=32, help="hnswlib links per node")
-    ap.add_argument("--hnsw-min-in", type=int, nargs="+", default=[0, 8],
-                    help="hnswlib: give each node at least this many in-links after building (0: hnswlib's graph "
-                         "as built; see iffse_lib.index.reinforce_hnsw)")
-    ap.add_argument("--annoy-x", type=int, nargs="+", default=[1, 2, 4, 8, 16],
-                    help="Annoy search_k as multiples of n_trees * k (Annoy's own default is 1x, FaceIndex's 4x)")
-    ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 128, 256, 512, 1024], help="hnswlib ef at query time")
+    ap.add_argument("--backends", nargs="+", default=["annoy", "faiss-hnsw", "ivfpq", "usearch", "voyager", "hnswlib"],
+                    choices=sorted(SETTINGS), help="what to measure (usearch, voyager, hnswlib: when installed)")
     ap.add_argument("--data", type=Path, default=None, help="a catalogue of the LFW subset to calibrate from")
     ap.add_argument("--model", default="dlib-resnet-v1")
-    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--tmp", type=Path, default=None, help="folder for the vectors and indexes (default: a new one in "
+                                                           "the system's temporary folder)")
+    ap.add_argument("--json", action="store_true", help="print the rows as one JSON document (tables go to stderr)")
     args = ap.parse_args()
+    if args.json:
+        sys.stdout = sys.stderr
+    out = sys.__stdout__
 
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; one thread per query")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; one thread per single query")
     if args.data is not None:
         cal, same, diff = measure_calibration(args.data, args.model)
         print(f"calibration measured on {args.data}: {json.dumps(cal)}")
@@ -310,16 +469,15 @@ def main() -> None:
     v, lab, _, _ = gen.dataset(2_500, 1)
     print_summaries("synthetic", *pair_distances(v, lab))
 
-    tmp = Path(tempfile.mkdtemp(prefix="iffse-index-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="iffse-index-bench-", dir=args.tmp))
     rows = []
     try:
         for n in args.n:
-            rows += bench(n, cal, args.queries, args.trees, args.hnsw_efc, tmp, args.hnsw_m, tuple(args.hnsw_ef),
-                          tuple(args.annoy_x), hnsw_min_in=tuple(args.hnsw_min_in))
+            rows += bench(n, cal, args.queries, args.backends, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, default=float))
+        out.write(json.dumps(rows, indent=1, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ on stderr; 2 bad command-line usage; 130 interrupted; 141 the reader of the outp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -23,6 +24,7 @@ from .errors import IffseError
 #: upper bounds of command-line values (a typo never asks for a terabyte)
 MAX_UPSAMPLE = 3
 MAX_K = 100_000
+MAX_SHARDS = 1024
 MAX_BATCH = 100_000
 MAX_TREES = 1_000
 MAX_WORKERS = 1_024
@@ -137,12 +139,19 @@ def cmd_index(args) -> int:
         index, info = pipeline.update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
                                             backend=args.backend, progress=not args.quiet)
         counts["index"] = info
+        shards = pipeline.update_shards(cat, embedder.model_tag, args.shards, args.backend)
+        if shards is not None:
+            counts["shards"] = {key: shards[key] for key in ("shards", "backend", "count", "counts", "rebuilt")}
         cat.finish_run("ok", counts)
         how = (f"rebuilt ({info.get('reason')})" if info["rebuilt"] else
                f"kept, {info['buffer']} faces searched exactly until a rebuild at {info['rebuild_at']}")
         _say(args, f"indexed {counts.get('photos', 0)} photos with {detector.tag} ({counts.get('faces', 0)} new "
                    f"faces, {counts.get('vectors', 0)} new vectors); the index holds {len(index)} faces of "
                    f"{embedder.model_tag}, segment {how}  ({cat.root / 'index'})")
+        if shards is not None:
+            _say(args, f"{shards['shards']} index shards of {shards['count']} faces ({shards['backend']}), "
+                       + ("rebuilt" if shards["rebuilt"] else "up to date")
+                       + "; search them with `iffse search --workers N` or `--scheduler tcp://HOST:PORT`")
         if counts.get("other_detector"):
             _say(args, f"{counts['other_detector']} photos keep the faces another detector found; "
                        f"--redetect detects them again with {detector.tag}")
@@ -157,8 +166,15 @@ def cmd_search(args) -> int:
 
     with _catalog(args, create=False, readonly=True) as cat:
         detector = _detector(args) or (catalog_detector(cat, args.device) if args.device != "cpu" else None)
-        searcher = Searcher(cat, _embedder(args), detector=detector)
-        results = searcher.search(args.photo, k=args.k, threshold=args.threshold)
+        with contextlib.ExitStack() as stack:
+            client = None
+            if args.scheduler or args.workers:
+                from .distributed import dask_client
+
+                client = stack.enter_context(dask_client(args.scheduler, args.workers, dashboard_address=None,
+                                                          progress=not args.quiet))
+            searcher = Searcher(cat, _embedder(args), detector=detector, client=client)
+            results = searcher.search(args.photo, k=args.k, threshold=args.threshold)
     if args.json:
         payload = [{"query_box": list(df.attrs["query_box"].as_tuple()), "matches": df.to_dict("records")}
                    for df in results]
@@ -404,8 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--rebuild", action="store_true",
                        help="rebuild the whole index (otherwise new faces are searched exactly until they pass "
                             "10%% of the index, 1,000 to 50,000 faces)")
-    index.add_argument("--backend", choices=("annoy", "hnsw"), default=None,
-                       help="index backend for a rebuild (default: annoy below 100,000 faces, hnsw from there on)")
+    index.add_argument("--backend", choices=("annoy", "faiss-hnsw", "ivfpq", "flat"), default=None,
+                       help="index backend for a rebuild (default: annoy below 100,000 faces, faiss-hnsw from there "
+                            "on; ivfpq: compressed, for tens of millions; flat: exact)")
+    index.add_argument("--shards", type=bounded(int, 1, MAX_SHARDS), default=None, metavar="N",
+                       help="also build N index shards by face id, for `iffse search --workers/--scheduler` "
+                            "(built shards are rebuilt whenever the catalogue's faces change)")
     where = index.add_mutually_exclusive_group()
     where.add_argument("--jobs", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",
                        help="processes on this machine (default: one per core this process may use; one "
@@ -424,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     embedder_option(search)
     device_options(search, "use the one the catalogue was indexed with",
                    "the one that found most of the catalogue's faces")
+    search.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                        help="search the index shards (`iffse index --shards N`) on this Dask cluster")
+    search.add_argument("--workers", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",
+                        help="search the index shards on a local cluster of N worker processes")
     search.set_defaults(func=cmd_search)
 
     forget = sub.add_parser("forget", help="remove an owner's photos, or one photo, with their faces and vectors",

@@ -3,34 +3,37 @@
 Metric: euclidean distance (dlib's face ResNet is trained for it; 0.6 is its same-person
 threshold). :func:`exact_search` is the brute-force baseline (numpy, batched) used to check recall.
 
-Backends (``backend=``):
+Backends (``backend=``, one class each in :mod:`iffse_lib.index_backends`):
 
-- ``"annoy"`` (default): spotify/annoy. ``n_trees=50`` (build time and index size grow linearly
-  with it; recall rises with it) and ``search_k = -1``, which here means
-  ``ANNOY_SEARCH_K_FACTOR * n_trees * k`` nodes inspected per query: 4x Annoy's own default,
-  because on the LFW subset's real vectors Annoy's default (``n_trees * k``) finds only 92% of
-  the exact top 10 and 4x finds 98% (tests/test_index.py). The file is memory-mapped on load,
-  so several processes share it.
-- ``"hnsw"``: nmslib/hnswlib (graph index; ``hnsw_m=32`` links per node, ``hnsw_ef_construction=100``;
-  then every node given >= 8 in-links, see ``reinforce_hnsw``; ``search_k`` is hnswlib's ``ef``,
-  candidates kept per query, default 512). The whole graph is
-  read into memory on load. See ``benchmarks/index.py`` for the trade-off measured on face-like
-  vectors, and the README ("Choosing the index backend") for which one ``iffse index`` builds.
+- ``"annoy"`` (default below :data:`GRAPH_FROM` faces): spotify/annoy. ``n_trees=50`` and
+  ``search_k = -1``, which here means ``index_backends.ANNOY_SEARCH_K_FACTOR * n_trees * k`` nodes inspected per
+  query: 4x Annoy's own default, because on the LFW subset's real vectors Annoy's default finds
+  only 92% of the exact top 10 and 4x finds 98% (tests/test_index.py). Memory-mapped on load.
+- ``"faiss-hnsw"`` (default from :data:`GRAPH_FROM` faces on): faiss's HNSW graph
+  (``hnsw_m=32`` links per node, ``hnsw_ef_construction=100``; ``search_k`` is ``efSearch``,
+  default 128). Read into memory on load.
+- ``"ivfpq"``: faiss IVF-PQ codes (32 bytes a face) whose candidates are re-ranked with the
+  catalogue's float32 vectors, memory-mapped (:meth:`FaceIndex.attach`): exact distances, a
+  fraction of the memory; for tens of millions of faces.
+- ``"flat"``: exact search over a copy of the vectors (shards that must equal exact search).
 
-An index that grows. Neither backend is rebuilt when a few faces arrive: the built *segment*
+See ``benchmarks/index.py`` for the trade-off measured on face-like vectors, and the README
+("Choosing the index backend") for which one ``iffse index`` builds.
+
+An index that grows. No backend is rebuilt when a few faces arrive: the built *segment*
 stays, faces added after :meth:`FaceIndex.build` go to an exact brute-force *buffer*, and a
 query merges both. Faces that left the catalogue are masked out of the segment and are never
 returned (:meth:`FaceIndex.sync` brings an index in line with the catalogue's current faces).
 :meth:`FaceIndex.needs_rebuild` says when the buffer plus the masked faces pass
 :func:`rebuild_threshold` (10% of the segment, at least 1,000 and at most 50,000 faces);
-``iffse index`` then rebuilds, or on ``--rebuild``.
+``iffse index`` then rebuilds, or on ``--rebuild``, or when forgotten faces must be erased.
 
-Annoy and hnswlib store integer ids 0..n-1 only; the index keeps ``face_ids[i]`` for item ``i``
+Backends store integer ids 0..n-1 only; the index keeps ``face_ids[i]`` for item ``i``
 and ``rows[i]``, the row of the face's vector in the catalogue's vector file (rows are never
 reused, face ids may be, so a face id with a new row is a new face). A saved index is four files
 in one folder; the buffer is not saved, it is rebuilt from the catalogue on load::
 
-    index/<model>.ann        Annoy's file, memory-mapped on load   (<model>.hnsw for hnswlib)
+    index/<model>.ann        Annoy's file, memory-mapped on load   (<model>.faiss for faiss, .npy flat)
     index/<model>.ids.npy    int64 face ids, one per item
     index/<model>.rows.npy   int64 vector-file rows, one per item (-1: unknown)
     index/<model>.json       model tag, backend, dim, metric, settings, count, fingerprint of the ids
@@ -48,13 +51,19 @@ from typing import Callable
 import numpy as np
 
 from . import config
-from .errors import DependencyMissing, IndexMismatch, IndexMissing, ModelMismatch
+from .errors import IndexMismatch, IndexMissing, ModelMismatch
+from .index_backends import (BACKENDS as BACKEND_CLASSES, HNSW_EF_CONSTRUCTION, HNSW_M,
+                             IVF_NPROBE, RERANK_FACTOR, exact_search)
 
 METRICS = ("euclidean", "angular")
-BACKENDS = ("annoy", "hnsw")
-#: ``iffse index`` builds an hnswlib graph from this many faces on, Annoy trees below it (see
+BACKENDS = tuple(BACKEND_CLASSES)
+#: ``iffse index`` builds a faiss HNSW graph from this many faces on, Annoy trees below it (see
 #: :func:`default_backend` and the README's "Choosing the index backend").
-HNSW_FROM = 100_000
+GRAPH_FROM = 100_000
+#: Every file name a segment has had (one is kept, the others are deleted on save).
+SEGMENT_SUFFIXES = (".ann", ".hnsw", ".faiss", ".flat.npy")
+#: Older index descriptions name backends this way.
+OLD_NAMES = {"hnsw": "faiss-hnsw"}
 
 #: The buffer (plus masked faces) may grow to this share of the segment before a rebuild …
 REBUILD_FRACTION = 0.10
@@ -63,98 +72,18 @@ REBUILD_MIN = 1_000
 #: … and always above this many (exact search over 50k x 128 costs ~5 ms a query on one core).
 REBUILD_MAX = 50_000
 
-#: search_k=-1 inspects this many times Annoy's own default of n_trees * k nodes.
-ANNOY_SEARCH_K_FACTOR = 4
-
-#: hnswlib defaults: links per node, construction candidates, query candidates. Measured on a
-#: million face-like vectors (benchmarks/index.py, README "Choosing the index backend"): with
-#: the graph reinforced (>= 8 in-links), ef=512 gives recall@10 0.987 and same-person recall
-#: 0.992 at 13x exact search's single-query speed (ef=256: 0.974 / 0.986 at 28x).
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 100
-HNSW_EF = 512
-#: after the build, nodes with fewer links pointing at them get more (reinforce_hnsw)
-HNSW_MIN_IN_LINKS = 8
-#: The hnswlib releases whose private serialised layout reinforce_hnsw knows.
-HNSW_LAYOUT_RELEASES = "0.8."
-
 log = logging.getLogger(__name__)
-
-
-def hnswlib_version() -> str | None:
-    """The installed hnswlib's version (it has no ``__version__``), or None when unknown."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("hnswlib")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def reinforce_hnsw(ann, min_in_links: int):
-    """hnswlib's graph with every node given at least ``min_in_links`` links *into* it on level 0.
-
-    hnswlib keeps a node's out-links diverse (its neighbour-selection heuristic), which on face
-    vectors, where each person is a tight cluster, leaves many photos with a single out-link to
-    their person's most central photo and one or no links pointing at them: a search can only
-    reach them through those few links, so it misses them even when they are the query's nearest
-    faces and ``ef`` is large (on 100k face-like vectors, 0.6% of the nodes had no in-link and a
-    third of the misses at ``ef=1024`` were those). This adds, for each such node, links from its
-    nearest 1- and 2-hop graph neighbours that have room (level 0 holds up to ``2*M`` links and
-    most nodes use far fewer), nearest first, as the reverse edges that NSG and Vamana add for
-    connectivity. It works on hnswlib's own serialised state and returns a new index.
-
-    That state is private: with an hnswlib release other than 0.8.x, the graph is returned as
-    hnswlib built it, with a logged warning.
-    """
-    version = hnswlib_version()
-    if version is None or not version.startswith(HNSW_LAYOUT_RELEASES):
-        log.warning("hnswlib %s: not reinforcing the graph's in-links (reinforce_hnsw knows the private "
-                    "layout of hnswlib %sx only); some faces may be harder to reach at low ef",
-                    version or "of unknown version", HNSW_LAYOUT_RELEASES)
-        return ann
-    hnswlib = _hnswlib()
-    state = ann.__getstate__()[0]
-    size, m0, count, dim = (state["size_data_per_element"], state["max_M0"], state["cur_element_count"],
-                            state["dim"])
-    table = np.asarray(state["data_level0"])[:count * size].reshape(count, size)
-    # per node: uint16 link count (then 2 flag bytes), max_M0 uint32 links, the vector, the label
-    counts = table[:, :2].copy().view(np.uint16)[:, 0].astype(np.int64)
-    links = table[:, 4:4 + 4 * m0].copy().view(np.uint32)
-    vecs = table[:, state["offset_data"]:state["offset_data"] + 4 * dim].copy().view(np.float32)
-    indeg = np.bincount(links[np.arange(m0)[None, :] < counts[:, None]], minlength=count)
-    for x in np.nonzero(indeg < min_in_links)[0]:
-        out = links[x, :counts[x]]
-        cand = np.unique(np.concatenate([out] + [links[y, :counts[y]] for y in out[:8]]))
-        cand = cand[(cand != x) & (counts[cand] < m0)]
-        if not len(cand):
-            continue
-        need = min_in_links - indeg[x]
-        for y in cand[np.argsort(((vecs[cand] - vecs[x]) ** 2).sum(1))]:
-            if (links[y, :counts[y]] == x).any():
-                continue
-            links[y, counts[y]] = x
-            counts[y] += 1
-            need -= 1
-            if need <= 0:
-                break
-    table[:, 4:4 + 4 * m0] = links.view(np.int8).reshape(count, -1)
-    table[:, :2] = counts.astype(np.uint16)[:, None].view(np.int8)
-    out_index = hnswlib.Index.__new__(hnswlib.Index)
-    out_index.__setstate__((state,))
-    return out_index
 
 
 def default_backend(n_faces: int) -> str:
     """The backend ``iffse index`` builds for ``n_faces`` when none is asked for.
 
-    Below :data:`HNSW_FROM` faces Annoy (memory-mapped and shared between processes, seeded, built
-    in seconds; 98% recall@10 on the LFW subset); from there on hnswlib, which at equal recall
-    answers 4-5x more queries per second than Annoy on 100k and 1M face-like vectors, and is
-    the one of the two that reaches recall@10 >= 0.95 at 10x exact speed on a million
-    (benchmarks/index.py).
+    Below :data:`GRAPH_FROM` faces Annoy (memory-mapped and shared between processes, seeded, built
+    in seconds; 98% recall@10 on the LFW subset); from there on faiss's HNSW graph, the fastest
+    of the graph libraries measured at equal recall on 100k and 1M face-like vectors
+    (benchmarks/index.py, README "Choosing the index backend").
     """
-    return "hnsw" if n_faces >= HNSW_FROM else "annoy"
+    return "faiss-hnsw" if n_faces >= GRAPH_FROM else "annoy"
 
 
 def rebuild_threshold(segment_size: int) -> int:
@@ -165,46 +94,6 @@ def rebuild_threshold(segment_size: int) -> int:
 def fingerprint(face_ids: np.ndarray) -> str:
     """A short hash of a set of face ids (order-independent)."""
     return hashlib.sha256(np.sort(np.asarray(face_ids, dtype="<i8")).tobytes()).hexdigest()[:16]
-
-
-def exact_search(queries: np.ndarray, vectors: np.ndarray, k: int, metric: str = "euclidean",
-                 batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force: (positions (n, k), distances (n, k)) of each query's k nearest rows of ``vectors``.
-
-    Angular distances are Annoy's: ``sqrt(2 - 2 cos)``. Rows short of k are padded with -1 / inf.
-    """
-    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    vectors = np.asarray(vectors, dtype=np.float32)
-    n = len(vectors)
-    k_eff = min(k, n)
-    pos = np.full((len(queries), k), -1, dtype=np.int64)
-    dist = np.full((len(queries), k), np.inf, dtype=np.float32)
-    if k_eff == 0:
-        return pos, dist
-    if metric == "angular":
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    sq = np.einsum("ij,ij->i", vectors, vectors)
-    for start in range(0, len(queries), batch):
-        q = queries[start:start + batch]
-        d2 = sq[None, :] - 2.0 * (q @ vectors.T) + np.einsum("ij,ij->i", q, q)[:, None]
-        np.maximum(d2, 0, out=d2)
-        part = np.argpartition(d2, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.tile(np.arange(n), (len(q), 1))
-        # |q|^2 - 2 q.v + |v|^2 loses ~1e-3 to cancellation near 0: recompute the k winners directly.
-        part_d = np.linalg.norm(vectors[part] - q[:, None, :], axis=2)
-        order = np.argsort(part_d, axis=1, kind="stable")
-        pos[start:start + len(q), :k_eff] = np.take_along_axis(part, order, axis=1)
-        dist[start:start + len(q), :k_eff] = np.take_along_axis(part_d, order, axis=1)
-    return pos, dist
-
-
-def _hnswlib():
-    try:
-        import hnswlib
-    except ImportError:
-        raise DependencyMissing("the hnsw backend needs hnswlib: HNSWLIB_NO_NATIVE=1 pip install hnswlib "
-                                "(or use backend='annoy')") from None
-    return hnswlib
 
 
 class FaceIndex:
@@ -219,13 +108,14 @@ class FaceIndex:
     def __init__(self, model_tag: str, dim: int = 128, metric: str = "euclidean",
                  n_trees: int = config.DEFAULT_N_TREES, search_k: int = -1, seed: int = 0,
                  backend: str = "annoy", hnsw_m: int = HNSW_M, hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
-                 hnsw_min_in_links: int = HNSW_MIN_IN_LINKS):
+                 nprobe: int = IVF_NPROBE, rerank: int = RERANK_FACTOR):
+        backend = OLD_NAMES.get(backend, backend)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-        if n_trees < 1:
-            raise ValueError("n_trees must be >= 1")
+        if n_trees < 1 or hnsw_m < 2 or hnsw_ef_construction < 1 or nprobe < 1 or rerank < 1:
+            raise ValueError("n_trees, nprobe and rerank must be >= 1, hnsw_m >= 2")
         if dim < 1:
             raise ValueError("dim must be >= 1")
         self.model_tag = model_tag
@@ -237,13 +127,11 @@ class FaceIndex:
         self.backend = backend
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construction = hnsw_ef_construction
-        if hnsw_min_in_links < 0:
-            raise ValueError("hnsw_min_in_links must be >= 0")
-        #: after building, every hnswlib node gets at least this many in-links (see reinforce_hnsw)
-        self.hnsw_min_in_links = hnsw_min_in_links
-        self._ann = None
+        self.nprobe = nprobe
+        self.rerank = rerank
+        self._ann = BACKEND_CLASSES[backend](dim, metric, self._settings())
         self._built = False
-        self._pending: list[np.ndarray] = []  # hnsw: vectors waiting for build()
+        self._pending: list[np.ndarray] = []  # vectors waiting for build()
         #: the segment: face id and vector-file row of each item
         self.face_ids = np.zeros(0, dtype=np.int64)
         self.rows = np.zeros(0, dtype=np.int64)
@@ -253,6 +141,24 @@ class FaceIndex:
         self.buffer_ids = np.zeros(0, dtype=np.int64)
         self.buffer_rows = np.zeros(0, dtype=np.int64)
         self.buffer_vectors = np.zeros((0, dim), dtype=np.float32)
+
+    def _settings(self) -> dict:
+        return {"n_trees": self.n_trees, "hnsw_m": self.hnsw_m, "hnsw_ef_construction": self.hnsw_ef_construction,
+                "nprobe": self.nprobe, "rerank": self.rerank}
+
+    def attach(self, vectors: np.ndarray) -> None:
+        """Read segment items' float32 vectors from ``vectors`` (the catalogue's memory-mapped vector
+        file, indexed by :attr:`rows`); the ``ivfpq`` backend re-ranks its candidates with them."""
+        rows = self.rows
+
+        def vectors_of(items: np.ndarray) -> np.ndarray:
+            r = rows[items]
+            if (r < 0).any():
+                raise IndexMismatch("this index does not know the vector-file rows of its faces. "
+                                    "Run `iffse index --rebuild`.")
+            return np.asarray(vectors[r], dtype=np.float32)
+
+        self._ann.attach(vectors_of)
 
     # -- sizes -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -274,22 +180,14 @@ class FaceIndex:
                 f"n_trees={self.n_trees}, built={self._built})")
 
     def effective_search_k(self, k: int, search_k: int | None = None) -> int:
-        """What a query inspects: Annoy's nodes per query, or hnswlib's ``ef``."""
-        sk = self.search_k if search_k is None else search_k
-        if self.backend == "annoy":
-            return sk if sk > 0 else ANNOY_SEARCH_K_FACTOR * self.n_trees * k
-        return max(sk if sk > 0 else HNSW_EF, k)
+        """What a query inspects: Annoy's nodes, faiss HNSW's ``efSearch``, IVF's lists probed."""
+        return self._ann.effective_search_k(k, self.search_k if search_k is None else search_k)
 
     def needs_rebuild(self) -> bool:
         """True when the buffer plus the removed faces pass :func:`rebuild_threshold`."""
         return len(self.buffer_ids) + self._n_dead > rebuild_threshold(self.segment_size)
 
     # -- adding ------------------------------------------------------------------------------
-    def _new_annoy(self):
-        from annoy import AnnoyIndex
-
-        return AnnoyIndex(self.dim, self.metric)
-
     def _check(self, face_ids, vectors, rows):
         face_ids = np.asarray(face_ids, dtype=np.int64).ravel()
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -319,15 +217,7 @@ class FaceIndex:
         all_ids = np.concatenate([self.face_ids, face_ids])
         if len(np.unique(all_ids)) != len(all_ids):
             raise ValueError("face ids added to a FaceIndex must be unique")
-        if self.backend == "annoy":
-            if self._ann is None:
-                self._ann = self._new_annoy()
-                self._ann.set_seed(self.seed)
-            base = len(self.face_ids)
-            for i, v in enumerate(vectors):
-                self._ann.add_item(base + i, v)
-        else:
-            self._pending.append(vectors)
+        self._pending.append(vectors)
         self.face_ids = all_ids
         self.rows = np.concatenate([self.rows, rows])
 
@@ -337,20 +227,11 @@ class FaceIndex:
             raise IndexMismatch("this index is built already; faces added now go to its exact buffer")
         if len(self.face_ids) == 0:
             raise IndexMissing("nothing to index: add vectors first")
-        if self.backend == "annoy":
-            self._ann.build(self.n_trees, n_jobs)
-        else:
-            hnswlib = _hnswlib()
-            data = np.concatenate(self._pending)
-            self._pending = []
-            ann = hnswlib.Index(space="l2" if self.metric == "euclidean" else "cosine", dim=self.dim)
-            ann.init_index(max_elements=len(data), ef_construction=self.hnsw_ef_construction, M=self.hnsw_m,
-                           random_seed=self.seed)
-            ann.set_num_threads((os.cpu_count() or 1) if n_jobs == -1 else n_jobs)
-            ann.add_items(data, np.arange(len(data)))
-            if self.hnsw_min_in_links:
-                ann = reinforce_hnsw(ann, self.hnsw_min_in_links)
-            self._ann = ann
+        data = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)  # no copy of one
+        self._pending = []
+        self._ann.build(data, n_jobs, self.seed)
+        if self.backend == "ivfpq" and self._ann._vectors_of is None:
+            self._ann.attach(lambda items: data[items])  # until attach(): the vectors it was built from
         self._dead = np.zeros(len(self.face_ids), dtype=bool)
         self._n_dead = 0
         self._built = True
@@ -414,15 +295,13 @@ class FaceIndex:
 
     def item_vectors(self, items: np.ndarray) -> np.ndarray:
         """The vectors the segment stores for these item numbers (to check them against the catalogue)."""
-        items = np.asarray(items, dtype=np.int64)
-        if self.backend == "annoy":
-            return np.array([self._ann.get_item_vector(int(i)) for i in items], dtype=np.float32).reshape(-1, self.dim)
-        return np.asarray(self._ann.get_items(items), dtype=np.float32).reshape(-1, self.dim)
+        return self._ann.item_vectors(np.asarray(items, dtype=np.int64))
 
     # -- files -------------------------------------------------------------------------------
     def _paths(self, directory: str | Path) -> dict[str, Path]:
         d = Path(directory)
-        return {"annoy": d / f"{self.model_tag}.ann", "hnsw": d / f"{self.model_tag}.hnsw",
+        return {"segment": d / f"{self.model_tag}{BACKEND_CLASSES[self.backend].suffix}",
+                "others": [d / f"{self.model_tag}{suffix}" for suffix in SEGMENT_SUFFIXES],
                 "ids": d / f"{self.model_tag}.ids.npy", "rows": d / f"{self.model_tag}.rows.npy",
                 "meta": d / f"{self.model_tag}.json"}
 
@@ -436,34 +315,22 @@ class FaceIndex:
         if not self._built:
             raise IndexMissing("build the index before saving it")
         paths = self._paths(directory)
-        ann = paths[self.backend]
+        ann = paths["segment"]
         ann.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ann.with_name(ann.name + ".tmp")
-        if self.backend == "annoy":
-            self._ann.save(str(tmp))
-            # Annoy's save() leaves the index loaded from tmp; unload and reload from the final name.
-            self._ann.unload()
-            os.replace(tmp, ann)
-            self._ann = self._new_annoy()
-            self._ann.load(str(ann))
-        else:
-            self._ann.save_index(str(tmp))
-            os.replace(tmp, ann)
+        self._ann.save(ann)
         for key, arr in (("ids", self.face_ids), ("rows", self.rows)):
             np.save(paths[key].with_suffix(".tmp.npy"), arr)
             os.replace(paths[key].with_suffix(".tmp.npy"), paths[key])
         info = {"model_tag": self.model_tag, "backend": self.backend, "dim": self.dim, "metric": self.metric,
-                "n_trees": self.n_trees, "search_k": self.search_k, "hnsw_m": self.hnsw_m,
-                "hnsw_ef_construction": self.hnsw_ef_construction,
-                "hnsw_min_in_links": self.hnsw_min_in_links, "count": self.segment_size,
+                "search_k": self.search_k, **self._settings(), "count": self.segment_size,
                 "fingerprint": fingerprint(self.face_ids), "catalog_id": catalog_id,
                 "rows_fingerprint": fingerprint(self.rows)}
         meta = paths["meta"]
         meta.with_suffix(".json.tmp").write_text(json.dumps(info, indent=2))
         os.replace(meta.with_suffix(".json.tmp"), meta)
-        for other in BACKENDS:
-            if other != self.backend and paths[other].exists():
-                paths[other].unlink()
+        for other in paths["others"]:  # no file of another backend keeps old vectors
+            if other != ann and other.exists():
+                other.unlink()
         return ann
 
     @classmethod
@@ -490,13 +357,15 @@ class FaceIndex:
         if catalog_id is not None and info.get("catalog_id") != catalog_id:
             raise IndexMismatch(f"the index in {directory} belongs to another catalogue (or records none). "
                                 "Run `iffse index --rebuild`.")
-        backend = info.get("backend", "annoy")
-        index = cls(model_tag, dim=info["dim"], metric=info["metric"], n_trees=info["n_trees"],
-                    search_k=info["search_k"] if search_k is None else search_k, backend=backend,
-                    hnsw_m=info.get("hnsw_m", HNSW_M), hnsw_ef_construction=info.get("hnsw_ef_construction",
-                                                                                    HNSW_EF_CONSTRUCTION),
-                    hnsw_min_in_links=info.get("hnsw_min_in_links", 0))
-        ann = paths[backend]
+        backend = OLD_NAMES.get(info.get("backend", "annoy"), info.get("backend"))
+        if backend not in BACKENDS:
+            raise IndexMismatch(f"{meta} names the index backend {backend!r}, which this iffse does not know. "
+                                "Run `iffse index --rebuild`.")
+        settings = {key: info[key] for key in ("n_trees", "hnsw_m", "hnsw_ef_construction", "nprobe", "rerank")
+                    if key in info}
+        index = cls(model_tag, dim=info["dim"], metric=info["metric"],
+                    search_k=info["search_k"] if search_k is None else search_k, backend=backend, **settings)
+        ann = index._paths(directory)["segment"]
         if not ann.exists():
             raise IndexMissing(f"{ann} is missing. Run `iffse index --rebuild`.")
         try:
@@ -514,15 +383,10 @@ class FaceIndex:
                 raise IndexMismatch(
                     f"the index in {directory} covers {info['count']} faces of {model_tag!r} but the catalogue "
                     f"has {len(expect_face_ids)} other or more faces. Run `iffse index` to bring it up to date.")
-        if backend == "annoy":
-            index._ann = index._new_annoy()
-            index._ann.load(str(ann))
-            n_items = index._ann.get_n_items()
-        else:
-            hnswlib = _hnswlib()
-            index._ann = hnswlib.Index(space="l2" if index.metric == "euclidean" else "cosine", dim=index.dim)
-            index._ann.load_index(str(ann), max_elements=info["count"])
-            n_items = index._ann.get_current_count()
+        try:
+            n_items = index._ann.load(ann)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise IndexMismatch(f"{ann} cannot be read ({exc}). Run `iffse index --rebuild`.") from None
         if n_items != info["count"]:
             raise IndexMismatch(f"{ann} holds {n_items} items, {meta} says {info['count']}. "
                                 "Run `iffse index --rebuild`.")
@@ -533,15 +397,7 @@ class FaceIndex:
     # -- queries -----------------------------------------------------------------------------
     def _segment_query(self, q: np.ndarray, k: int, sk: int) -> tuple[np.ndarray, np.ndarray]:
         """Item numbers and distances of the segment's k nearest items for one query vector."""
-        if self.backend == "annoy":
-            items, dists = self._ann.get_nns_by_vector(q, k, search_k=self.effective_search_k(k, sk),
-                                                       include_distances=True)
-            return np.asarray(items, np.int64), np.asarray(dists, np.float32)
-        self._ann.set_ef(self.effective_search_k(k, sk))
-        items, d = self._ann.knn_query(q[None, :], k=k, num_threads=1)
-        d = np.maximum(d[0], 0)
-        d = np.sqrt(d) if self.metric == "euclidean" else np.sqrt(2.0 * d)  # cosine 1-cos -> Annoy's angular
-        return items[0].astype(np.int64), d.astype(np.float32)
+        return self._ann.query(q, k, sk)
 
     def query(self, vectors: np.ndarray, k: int = config.DEFAULT_K,
               search_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -561,19 +417,25 @@ class FaceIndex:
         out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
         if len(self.buffer_ids):
             bpos, bdist = exact_search(queries, self.buffer_vectors, k, self.metric)
+        if n_seg and k > 0:  # the whole batch in one call, then rows short of live faces again
+            want = min(n_seg, k + min(self._n_dead, k))
+            seg_items, seg_d = self._ann.query_batch(queries, want, sk)
         for row, q in enumerate(queries):
             ids = np.zeros(0, np.int64)
             dists = np.zeros(0, np.float32)
             if n_seg and k > 0:
+                items, dists = seg_items[row], seg_d[row]
+                ok = items >= 0
+                items, dists = items[ok], dists[ok]
                 want = min(n_seg, k + min(self._n_dead, k))
                 while True:
-                    items, dists = self._segment_query(q, want, sk)
                     if self._n_dead:
                         live = ~self._dead[items]
                         items, dists = items[live], dists[live]
                     if len(items) >= k or want >= n_seg:
                         break
                     want = min(n_seg, want * 2)
+                    items, dists = self._segment_query(q, want, sk)
                 ids = self.face_ids[items]
             if len(self.buffer_ids):
                 ok = bpos[row] >= 0

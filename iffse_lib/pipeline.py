@@ -477,7 +477,7 @@ def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = c
                 progress: bool = True, backend: str | None = None) -> tuple[FaceIndex, dict]:
     """Build and save a new index segment over every vector of ``model_tag`` (read from the memmap).
 
-    ``backend`` None: Annoy below ``index.HNSW_FROM`` faces, hnswlib from there on (``index.default_backend``).
+    ``backend`` None: Annoy below ``index.GRAPH_FROM`` faces, faiss HNSW from there on (``index.default_backend``).
     """
     from .index import default_backend
 
@@ -495,6 +495,7 @@ def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = c
         sl = slice(start, start + step)
         index.add(face_ids[sl], checked_vectors(memmap[rows[sl]], face_ids[sl], model_tag), rows[sl])
     index.build()
+    index.attach(memmap)  # ivfpq re-ranks from the catalogue's vectors, not a copy
     index.save(index_dir(catalog), catalog_id=catalog.catalog_id)
     catalog.set_meta("index_stale", "0")
     catalog.set_meta(f"index_erase:{model_tag}", "0")
@@ -517,11 +518,16 @@ def load_index(catalog: Catalog, model_tag: str | None = None, sync: bool = True
     model_tag = model_tag or get_embedder().model_tag
     with catalog.snapshot():
         ids, rows = catalog.vector_rows(model_tag)
+        memmap = catalog.vector_file(model_tag).array() if len(ids) else None
         if not sync:
-            return FaceIndex.load(index_dir(catalog), model_tag, expect_face_ids=ids, catalog_id=catalog.catalog_id)
+            index = FaceIndex.load(index_dir(catalog), model_tag, expect_face_ids=ids, catalog_id=catalog.catalog_id)
+            if memmap is not None:
+                index.attach(memmap)
+            return index
         index = FaceIndex.load(index_dir(catalog), model_tag, catalog_id=catalog.catalog_id)
+        if memmap is not None:
+            index.attach(memmap)
         if len(ids) or index.segment_size:
-            memmap = catalog.vector_file(model_tag).array() if len(ids) else None
             index.sync(ids, rows, lambda got, want: checked_vectors(memmap[want], got, model_tag))
     return index
 
@@ -588,3 +594,48 @@ def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = 
     return index, {"faces": len(index), "segment": index.segment_size, "buffer": len(index.buffer_ids),
                    "removed": index.removed, "rebuilt": False, "backend": index.backend,
                    "rebuild_at": rebuild_threshold(index.segment_size), "seconds": round(time.perf_counter() - t, 3)}
+
+
+# -- shards -------------------------------------------------------------------------------------
+
+def update_shards(catalog: Catalog, model_tag: str | None = None, n_shards: int | None = None,
+                  backend: str | None = None) -> dict | None:
+    """Build ``n_shards`` index shards (see :mod:`iffse_lib.shards`), or rebuild the existing ones
+    when the catalogue's faces changed since (so forgotten faces leave them). None when there are
+    no shards and none were asked for; otherwise the manifest, with ``"rebuilt"``."""
+    from .shards import build_shards, read_manifest, shards_dir
+    from .index import fingerprint
+
+    model_tag = model_tag or get_embedder().model_tag
+    directory = shards_dir(index_dir(catalog), model_tag)
+    old = read_manifest(directory)
+    if n_shards is None and old is None:
+        return None
+    face_ids, rows = catalog.vector_rows(model_tag) if catalog.model_info(model_tag) else ([], [])
+    if len(face_ids) == 0:
+        raise IndexMissing(f"no vectors of model {model_tag!r} to index. Run `iffse index` after collecting photos.")
+    want = n_shards or old["shards"]
+    if (old is not None and old["shards"] == want and (backend is None or old["backend"] == backend)
+            and old["fingerprint"] == fingerprint(face_ids) and old.get("catalog_id") == catalog.catalog_id):
+        return {**old, "rebuilt": False}
+    memmap = catalog.vector_file(model_tag).array()
+    t = time.perf_counter()
+    manifest = build_shards(directory, model_tag, face_ids, rows,
+                            lambda ids, r: checked_vectors(memmap[r], ids, model_tag), want,
+                            backend=backend or (old["backend"] if old is not None and n_shards is None else None),
+                            catalog_id=catalog.catalog_id, dim=memmap.shape[1], vectors=memmap)
+    log.info("built %d index shards of %d faces in %.1f s", want, len(face_ids), time.perf_counter() - t)
+    return {**manifest, "rebuilt": True}
+
+
+def load_shards(client, catalog: Catalog, model_tag: str | None = None):
+    """The catalogue's index shards, each loaded on a worker of ``client`` (a ShardedIndex)."""
+    from .shards import ShardedIndex, shards_dir
+
+    model_tag = model_tag or get_embedder().model_tag
+    with catalog.snapshot():
+        ids, _ = catalog.vector_rows(model_tag)
+        vf = catalog.vector_file(model_tag) if len(ids) else None
+    return ShardedIndex(client, shards_dir(index_dir(catalog), model_tag), model_tag,
+                        vector_path=None if vf is None else vf.path, catalog_id=catalog.catalog_id,
+                        expect_face_ids=ids)

@@ -35,15 +35,22 @@ class Searcher:
     """Holds a catalogue, its index and an embedder for repeated queries (widgets, notebooks)."""
 
     def __init__(self, catalog: Catalog, embedder: Embedder | None = None, index: FaceIndex | None = None,
-                 upsample: int | None = None, detector: faces.FaceDetector | None = None):
+                 upsample: int | None = None, detector: faces.FaceDetector | None = None, client=None):
         """``detector`` finds the faces of query photos; by default the one that found most of
         the catalogue's faces (or dlib's HOG at ``upsample`` when that is given, or when the
-        catalogue has no faces), so that queries and catalogue are aligned alike."""
-        from .pipeline import load_index
+        catalogue has no faces), so that queries and catalogue are aligned alike.
+
+        ``client`` (a ``dask.distributed.Client``): search the index shards that ``iffse index
+        --shards N`` built, each kept loaded on a worker (:class:`iffse_lib.shards.ShardedIndex`);
+        every query's faces go to each shard in one call."""
+        from .pipeline import load_index, load_shards
 
         self.catalog = catalog
         self.embedder = embedder or get_embedder()
-        self.index = index or load_index(catalog, self.embedder.model_tag)
+        if index is None:
+            index = (load_shards(client, catalog, self.embedder.model_tag) if client is not None
+                     else load_index(catalog, self.embedder.model_tag))
+        self.index = index
         if self.index.model_tag != self.embedder.model_tag:
             from .errors import ModelMismatch
 

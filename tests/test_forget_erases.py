@@ -44,3 +44,18 @@ def test_forget_of_something_unknown_is_an_error_and_remembers_nothing(small_cop
         assert "nothing was removed" in line
     with Catalog(small_copy, readonly=True) as cat:
         assert cat.forgotten_names() == set() and cat.counts()["photos"] == 8
+
+
+def test_forget_erases_vectors_from_index_shards_too(small_copy):
+    iffse("index", "--shards", "2", "--rebuild", "--backend", "flat", data=small_copy, check=0)
+    with Catalog(small_copy, readonly=True) as cat:
+        faces = cat.faces(TAG)
+        photo_id = int(faces["photo_id"].iloc[1])
+        _, vectors = cat.vectors(TAG, faces.loc[faces["photo_id"] == photo_id, "face_id"].tolist())
+    secrets = [v.astype("<f4").tobytes() for v in vectors]
+    assert any(p.startswith(f"index/{TAG}.shards/") for p in _files_holding(small_copy, secrets[0]))
+    iffse("forget", "--photo", photo_id, data=small_copy, check=0)
+    out = iffse("index", data=small_copy, check=0).stdout
+    assert "2 index shards" in out and "rebuilt" in out.split("index shards")[1]
+    for secret in secrets:
+        assert _files_holding(small_copy, secret) == []

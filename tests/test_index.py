@@ -18,10 +18,11 @@ from iffse_lib.index import FaceIndex, default_backend, exact_search, rebuild_th
 MODEL = "dlib-resnet-v1"
 
 
-@pytest.mark.parametrize("backend", ["annoy", "hnsw"])
+@pytest.mark.parametrize("backend", ["annoy", "faiss-hnsw", "ivfpq", "flat"])
 def test_three_vectors_exact_neighbour_order(tmp_path, backend):
     index = FaceIndex("hand", dim=3, n_trees=10, backend=backend)
-    index.add([10, 20, 30], np.array([[0, 0, 0], [1, 0, 0], [0, 3, 0]], np.float32))
+    vectors = np.array([[0, 0, 0], [1, 0, 0], [0, 3, 0]], np.float32)
+    index.add([10, 20, 30], vectors, rows=[0, 1, 2])
     index.build()
     ids, dists = index.query([0.4, 0, 0], k=3)
     assert ids.tolist() == [[10, 20, 30]]
@@ -34,6 +35,7 @@ def test_three_vectors_exact_neighbour_order(tmp_path, backend):
     # the same after a save and load
     index.save(tmp_path)
     loaded = FaceIndex.load(tmp_path, "hand")
+    loaded.attach(vectors)  # the vector file, where ivfpq re-ranks from (no-op for the others)
     assert loaded.backend == backend
     assert loaded.query([0.4, 0, 0], k=3)[0].tolist() == [[10, 20, 30]]
     pos, _ = exact_search(np.array([[0.4, 0, 0]]), np.array([[0, 0, 0], [1, 0, 0], [0, 3, 0]]), 3)
@@ -46,7 +48,7 @@ def _lfw_vectors(cat):
     return face_ids, vectors
 
 
-@pytest.mark.parametrize("backend", ["annoy", "hnsw"])
+@pytest.mark.parametrize("backend", ["annoy", "faiss-hnsw", "ivfpq"])
 def test_recall_at_10_against_brute_force_on_lfw_vectors(lfw_catalog, backend):
     face_ids, vectors = _lfw_vectors(lfw_catalog)
     index = FaceIndex(MODEL, backend=backend)  # the default settings
@@ -132,7 +134,7 @@ def test_growing_index_finds_new_faces_and_never_returns_removed_ones(lfw_catalo
     cat.close()
 
 
-@pytest.mark.parametrize("backend", ["annoy", "hnsw"])
+@pytest.mark.parametrize("backend", ["annoy", "faiss-hnsw", "ivfpq", "flat"])
 def test_reused_face_id_with_a_new_vector_is_a_new_face(backend):
     rng = np.random.default_rng(1)
     vecs = rng.normal(size=(50, 8)).astype(np.float32)
@@ -158,7 +160,7 @@ def test_reused_face_id_with_a_new_vector_is_a_new_face(backend):
 def test_rebuild_threshold_and_buffer_growth():
     assert rebuild_threshold(100) == 1_000 and rebuild_threshold(100_000) == 10_000
     assert rebuild_threshold(10_000_000) == 50_000
-    assert default_backend(2_500) == "annoy" and default_backend(1_000_000) == "hnsw"
+    assert default_backend(2_500) == "annoy" and default_backend(1_000_000) == "faiss-hnsw"
     rng = np.random.default_rng(2)
     index = FaceIndex("m", dim=4, n_trees=2)
     index.add(np.arange(100), rng.normal(size=(100, 4)))
@@ -192,60 +194,39 @@ def test_load_errors_for_other_model_count_and_dimension(tmp_path):
         loaded.query(np.zeros(16), k=3)
 
 
-def _level0_in_links(ann) -> np.ndarray:
-    """In-links of each node on hnswlib's level 0, read from its serialised state."""
-    s = ann.__getstate__()[0]
-    table = np.asarray(s["data_level0"])[:s["cur_element_count"] * s["size_data_per_element"]]
-    table = table.reshape(s["cur_element_count"], -1)
-    counts = table[:, :2].copy().view(np.uint16)[:, 0]
-    links = table[:, 4:4 + 4 * s["max_M0"]].copy().view(np.uint32)
-    return np.bincount(links[np.arange(s["max_M0"])[None, :] < counts[:, None]], minlength=len(table))
-
-
-def test_reinforced_hnsw_graph_links_into_every_face(lfw_catalog, tmp_path):
+def test_ivfpq_keeps_codes_and_returns_exact_distances_from_the_vector_file(lfw_catalog, tmp_path):
     face_ids, vectors = _lfw_vectors(lfw_catalog)
-    plain = FaceIndex(MODEL, backend="hnsw", hnsw_min_in_links=0)
-    plain.add(face_ids, vectors)
-    plain.build()
-    strong = FaceIndex(MODEL, backend="hnsw", hnsw_min_in_links=8)
-    strong.add(face_ids, vectors)
-    strong.build()
-    before, after = _level0_in_links(plain._ann), _level0_in_links(strong._ann)
-    assert (before < 8).sum() > 0  # hnswlib's own graph leaves faces with few in-links on real vectors
-    assert (after >= np.minimum(before, 8)).all() and (after >= 8).mean() > 0.99, np.bincount(after)[:9]
-    # reinforcing only adds links: each face still finds itself, and neighbours still come back exact
-    got, got_d = strong.query(vectors, k=10, search_k=16)
-    assert (got[:, 0] == face_ids).mean() >= (plain.query(vectors, k=1, search_k=16)[0][:, 0] == face_ids).mean()
-    exact_pos, exact_d = exact_search(vectors[:300], vectors, 10)
-    recall = np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got[:300], face_ids[exact_pos])])
-    assert recall >= 0.97, recall
-    # the links are in the saved file, and the setting in its metadata
-    strong.save(tmp_path)
+    index = FaceIndex(MODEL, backend="ivfpq")
+    index.add(face_ids, vectors, rows=np.arange(len(face_ids)))
+    index.build()
+    index.save(tmp_path)
+    segment = (tmp_path / f"{MODEL}.faiss").read_bytes()
+    assert len(segment) < vectors.nbytes / 2  # codes, a fraction of the float32 vectors
+    assert not any(v.astype("<f4").tobytes() in segment for v in vectors[:50])
     loaded = FaceIndex.load(tmp_path, MODEL)
-    assert loaded.hnsw_min_in_links == 8
-    np.testing.assert_array_equal(_level0_in_links(loaded._ann), after)
-    np.testing.assert_array_equal(loaded.query(vectors[:50], k=10, search_k=16)[0], got[:50])
+    with pytest.raises(IndexMissing, match="attach"):
+        loaded.query(vectors[:1], k=5)
+    vector_file = tmp_path / "vectors.npy"
+    np.save(vector_file, vectors)
+    loaded.attach(np.load(vector_file, mmap_mode="r"))
+    got, got_d = loaded.query(vectors[:300], k=10)
+    pos = {int(f): i for i, f in enumerate(face_ids)}
+    for row, q in enumerate(vectors[:300]):
+        exact = np.linalg.norm(vectors[[pos[int(f)] for f in got[row]]] - q, axis=1)
+        np.testing.assert_allclose(got_d[row], exact, atol=1e-5)
+    truth = face_ids[exact_search(vectors[:300], vectors, 10)[0]]
+    assert np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)]) >= 0.95
 
 
-def test_hnsw_reinforcing_is_skipped_with_a_warning_for_other_hnswlib_releases(monkeypatch, caplog):
-    import iffse_lib.index as index_module
-
-    vectors = np.random.default_rng(0).normal(size=(400, 16)).astype(np.float32)
-    ids = np.arange(400) * 3
-    graphs = {}
-    for version in ("0.8.0", "0.9.1"):
-        monkeypatch.setattr(index_module, "hnswlib_version", lambda v=version: v)
-        index = FaceIndex(MODEL, dim=16, backend="hnsw", hnsw_min_in_links=12, seed=1)
-        index.add(ids, vectors)
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="iffse_lib"):
-            index.build(n_jobs=1)  # one thread: the same graph each time
-        graphs[version] = (_level0_in_links(index._ann), [r.getMessage() for r in caplog.records])
-        assert index.query(vectors[:5], k=1)[0][:, 0].tolist() == ids[:5].tolist()
-    plain = FaceIndex(MODEL, dim=16, backend="hnsw", hnsw_min_in_links=0, seed=1)
-    plain.add(ids, vectors)
-    plain.build(n_jobs=1)
-    assert graphs["0.8.0"][1] == [] and (graphs["0.8.0"][0] >= 12).all()
-    (warning,) = graphs["0.9.1"][1]
-    assert "hnswlib 0.9.1" in warning and "not reinforcing" in warning
-    np.testing.assert_array_equal(graphs["0.9.1"][0], _level0_in_links(plain._ann))
+def test_an_index_of_a_backend_this_iffse_lacks_asks_for_a_rebuild(tmp_path):
+    rng = np.random.default_rng(4)
+    index = FaceIndex(MODEL, dim=8, n_trees=3)
+    index.add(np.arange(20), rng.normal(size=(20, 8)))
+    index.build().save(tmp_path)
+    meta = tmp_path / f"{MODEL}.json"
+    meta.write_text(meta.read_text().replace('"annoy"', '"hnsw"'))  # saved by an older iffse with hnswlib
+    with pytest.raises(IndexMissing, match="--rebuild"):
+        FaceIndex.load(tmp_path, MODEL)
+    meta.write_text(meta.read_text().replace('"faiss-hnsw"', '"nonesuch"').replace('"hnsw"', '"nonesuch"'))
+    with pytest.raises(IndexMismatch, match="--rebuild"):
+        FaceIndex.load(tmp_path, MODEL)

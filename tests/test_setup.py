@@ -27,7 +27,7 @@ CONDA_FORGE = {
     "dask": "dask",
     "dask[distributed]": "distributed",
     "dlib-bin": "dlib",
-    "hnswlib": "hnswlib",
+    "faiss-cpu": "faiss-cpu",
     "ipykernel": "ipykernel",
     "ipywidgets": "ipywidgets",
     "jupyterlab": "jupyterlab",

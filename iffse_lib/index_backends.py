@@ -1,0 +1,328 @@
+"""The approximate nearest-neighbour structures behind :class:`iffse_lib.index.FaceIndex`, one class each.
+
+Every backend stores items 0..n-1 (FaceIndex keeps the item -> face map), answers one query
+vector at a time with euclidean distances (``angular``: Annoy's ``sqrt(2 - 2 cos)``, the
+euclidean distance of unit vectors), and writes one file. Chosen by measurement on face-like
+vectors (``benchmarks/index.py``; README "Choosing the index backend"):
+
+- ``annoy``: spotify/annoy trees, memory-mapped on load; the small-catalogue default.
+- ``faiss-hnsw``: faiss ``IndexHNSWFlat`` (graph; float32 vectors inside, read into memory on
+  load); the default from :data:`iffse_lib.index.GRAPH_FROM` faces on.
+- ``ivfpq``: faiss ``IndexIVFPQ`` (inverted lists of 32-byte product-quantised codes, 16x smaller
+  than the vectors). Its candidates are re-ranked with the float32 vectors memory-mapped from the
+  catalogue, so the distances returned are exact; for tens of millions of faces.
+- ``flat``: exact search (numpy) over a copy of the vectors; for shards whose answers must equal
+  unsharded exact search.
+
+None of them keeps a removed face's bytes once rebuilt; ``pipeline.update_index`` rebuilds on
+``forget`` (meta key ``index_erase:<model>``) for every backend.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import DependencyMissing, IndexMissing
+
+#: faiss HNSW: links per node, candidates while building, candidates per query (``search_k``).
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 100
+HNSW_EF = 128
+#: IVF-PQ: bytes per code (128 dims / 32 = 4 dims per sub-quantiser, 8 bits each), lists probed,
+#: candidates re-ranked per returned match.
+PQ_BYTES = 32
+IVF_NPROBE = 32
+RERANK_FACTOR = 20
+MAX_LISTS = 4096
+#: search_k=-1 inspects this many times Annoy's own default of n_trees * k nodes.
+ANNOY_SEARCH_K_FACTOR = 4
+
+
+def faiss():
+    try:
+        import faiss as _faiss
+    except ImportError:
+        raise DependencyMissing("the faiss-hnsw and ivfpq backends need faiss: pip install faiss-cpu "
+                                "(or use backend='annoy')") from None
+    return _faiss
+
+
+def _threads(n_jobs: int) -> int:
+    return (os.cpu_count() or 1) if n_jobs == -1 else max(1, n_jobs)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def exact_search(queries: np.ndarray, vectors: np.ndarray, k: int, metric: str = "euclidean",
+                 batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: (positions (n, k), distances (n, k)) of each query's k nearest rows of ``vectors``.
+
+    Angular distances are Annoy's: ``sqrt(2 - 2 cos)``. Rows short of k are padded with -1 / inf.
+    """
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    vectors = np.asarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    k_eff = min(k, n)
+    pos = np.full((len(queries), k), -1, dtype=np.int64)
+    dist = np.full((len(queries), k), np.inf, dtype=np.float32)
+    if k_eff == 0:
+        return pos, dist
+    if metric == "angular":
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    sq = np.einsum("ij,ij->i", vectors, vectors)
+    for start in range(0, len(queries), batch):
+        q = queries[start:start + batch]
+        d2 = sq[None, :] - 2.0 * (q @ vectors.T) + np.einsum("ij,ij->i", q, q)[:, None]
+        np.maximum(d2, 0, out=d2)
+        part = np.argpartition(d2, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.tile(np.arange(n), (len(q), 1))
+        # |q|^2 - 2 q.v + |v|^2 loses ~1e-3 to cancellation near 0: recompute the k winners directly.
+        part_d = np.linalg.norm(vectors[part] - q[:, None, :], axis=2)
+        order = np.argsort(part_d, axis=1, kind="stable")
+        pos[start:start + len(q), :k_eff] = np.take_along_axis(part, order, axis=1)
+        dist[start:start + len(q), :k_eff] = np.take_along_axis(part_d, order, axis=1)
+    return pos, dist
+
+
+class Backend:
+    """Items 0..n-1 of one ANN structure. Subclasses set ``name`` and ``suffix``."""
+
+    name = ""
+    suffix = ""
+
+    def __init__(self, dim: int, metric: str, settings: dict):
+        self.dim, self.metric, self.settings = dim, metric, settings
+        self._ann = None
+
+    def _prep(self, v: np.ndarray) -> np.ndarray:
+        v = np.ascontiguousarray(np.atleast_2d(v), dtype=np.float32)
+        return _unit(v) if self.metric == "angular" else v
+
+    def build(self, vectors: np.ndarray, n_jobs: int = -1, seed: int = 0) -> None:
+        raise NotImplementedError
+
+    def query(self, q: np.ndarray, k: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item numbers and distances of the k nearest items to one vector."""
+        raise NotImplementedError
+
+    def query_batch(self, queries: np.ndarray, k: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(items (n, k), distances (n, k)) for many vectors at once; -1 / inf pad short rows."""
+        items = np.full((len(queries), k), -1, np.int64)
+        dists = np.full((len(queries), k), np.inf, np.float32)
+        for row, q in enumerate(queries):
+            i, d = self.query(q, k, search_k)
+            items[row, :len(i)], dists[row, :len(i)] = i, d
+        return items, dists
+
+    def effective_search_k(self, k: int, search_k: int) -> int:
+        return max(search_k, k)
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, path: Path) -> int:
+        """Read ``path``; returns the items it holds."""
+        raise NotImplementedError
+
+    def item_vectors(self, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def attach(self, vectors_of_items: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Where the float32 vectors of items are read from (for backends that re-rank)."""
+
+
+class AnnoyBackend(Backend):
+    name, suffix = "annoy", ".ann"
+
+    def _new(self):
+        from annoy import AnnoyIndex
+
+        return AnnoyIndex(self.dim, self.metric)
+
+    def build(self, vectors, n_jobs=-1, seed=0):
+        self._ann = self._new()
+        self._ann.set_seed(seed)
+        for i, v in enumerate(np.asarray(vectors, np.float32)):
+            self._ann.add_item(i, v)
+        self._ann.build(self.settings["n_trees"], n_jobs)
+
+    def effective_search_k(self, k, search_k):
+        return search_k if search_k > 0 else ANNOY_SEARCH_K_FACTOR * self.settings["n_trees"] * k
+
+    def query(self, q, k, search_k):
+        items, dists = self._ann.get_nns_by_vector(q, k, search_k=self.effective_search_k(k, search_k),
+                                                   include_distances=True)
+        return np.asarray(items, np.int64), np.asarray(dists, np.float32)
+
+    def save(self, path):
+        tmp = path.with_name(path.name + ".tmp")
+        self._ann.save(str(tmp))
+        # Annoy's save() leaves the index loaded from tmp; unload and reload from the final name.
+        self._ann.unload()
+        os.replace(tmp, path)
+        self.load(path)
+
+    def load(self, path):
+        self._ann = self._new()
+        self._ann.load(str(path))  # memory-mapped
+        return self._ann.get_n_items()
+
+    def item_vectors(self, items):
+        return np.array([self._ann.get_item_vector(int(i)) for i in items], np.float32).reshape(-1, self.dim)
+
+
+class FaissBackend(Backend):
+    """Saving and loading shared by the faiss indexes."""
+
+    suffix = ".faiss"
+
+    def save(self, path):
+        tmp = path.with_name(path.name + ".tmp")
+        faiss().write_index(self._ann, str(tmp))
+        os.replace(tmp, path)
+
+    def load(self, path):
+        self._ann = faiss().read_index(str(path))
+        self._configure()
+        return int(self._ann.ntotal)
+
+    def _configure(self) -> None:
+        pass
+
+    def _search(self, q: np.ndarray, k: int):
+        f = faiss()
+        f.omp_set_num_threads(1)  # one query: threads cost more than they save
+        d, items = self._ann.search(self._prep(q), k)
+        return items[0].astype(np.int64), d[0]
+
+
+class FaissHNSWBackend(FaissBackend):
+    name = "faiss-hnsw"
+
+    def build(self, vectors, n_jobs=-1, seed=0):
+        f = faiss()
+        f.omp_set_num_threads(_threads(n_jobs))
+        ann = f.IndexHNSWFlat(self.dim, self.settings["hnsw_m"])
+        ann.hnsw.efConstruction = self.settings["hnsw_ef_construction"]
+        ann.add(self._prep(vectors))
+        self._ann = ann
+
+    def effective_search_k(self, k, search_k):
+        return max(search_k if search_k > 0 else HNSW_EF, k)
+
+    def query(self, q, k, search_k):
+        self._ann.hnsw.efSearch = self.effective_search_k(k, search_k)
+        items, d2 = self._search(q, k)
+        ok = items >= 0
+        return items[ok], np.sqrt(np.maximum(d2[ok], 0)).astype(np.float32)
+
+    def query_batch(self, queries, k, search_k):
+        faiss().omp_set_num_threads(os.cpu_count() or 1)  # a batch: one query per thread
+        self._ann.hnsw.efSearch = self.effective_search_k(k, search_k)
+        d2, items = self._ann.search(self._prep(queries), k)
+        ok = items >= 0
+        return np.where(ok, items, -1).astype(np.int64), np.where(ok, np.sqrt(np.maximum(d2, 0)), np.inf).astype(
+            np.float32)
+
+    def item_vectors(self, items):
+        return np.stack([self._ann.reconstruct(int(i)) for i in items]) if len(items) else np.zeros((0, self.dim),
+                                                                                                      np.float32)
+
+
+class IVFPQBackend(FaissBackend):
+    """IVF-PQ candidates re-ranked with exact distances from the float32 vectors (``attach``)."""
+
+    name = "ivfpq"
+
+    def __init__(self, dim, metric, settings):
+        super().__init__(dim, metric, settings)
+        self._vectors_of: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @staticmethod
+    def n_lists(n: int) -> int:
+        """Inverted lists for n vectors: about 4 sqrt(n), at most n / 39 (faiss wants >= 39 per list)
+        and :data:`MAX_LISTS` (training cost grows with lists x training points)."""
+        return int(max(1, min(4 * np.sqrt(n), n // 39, MAX_LISTS)))
+
+    def build(self, vectors, n_jobs=-1, seed=0, train_on: int = 200_000):
+        f = faiss()
+        f.omp_set_num_threads(_threads(n_jobs))
+        n = len(vectors)
+        nlist = self.n_lists(n)
+        m = max(d for d in range(1, min(PQ_BYTES, self.dim) + 1) if self.dim % d == 0)  # sub-quantisers
+        nbits = int(max(1, min(8, np.log2(n))))  # tiny indexes: fewer centroids than points
+        ann = f.IndexIVFPQ(f.IndexFlatL2(self.dim), self.dim, nlist, m, nbits)
+        ann.cp.seed = ann.pq.cp.seed = seed
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, min(n, max(train_on, 50 * nlist)), replace=False))
+        ann.train(self._prep(np.asarray(vectors[sample])))
+        for s in range(0, n, 200_000):  # vectors may be a memory map: a slice at a time
+            ann.add(self._prep(np.asarray(vectors[s:s + 200_000])))
+        self._ann = ann
+        self._configure()
+
+    def _configure(self):
+        self._ann.nprobe = self.settings.get("nprobe", IVF_NPROBE)
+
+    def attach(self, vectors_of_items):
+        self._vectors_of = vectors_of_items
+
+    def effective_search_k(self, k, search_k):
+        return search_k if search_k > 0 else self.settings.get("nprobe", IVF_NPROBE)
+
+    def query(self, q, k, search_k):
+        if self._vectors_of is None:
+            raise IndexMissing("the ivfpq index re-ranks from the catalogue's vectors: load it with "
+                               "pipeline.load_index (or attach the vectors) before querying")
+        self._ann.nprobe = self.effective_search_k(k, search_k)
+        items, _ = self._search(q, k * self.settings.get("rerank", RERANK_FACTOR))
+        items = items[items >= 0]
+        order_rows = np.argsort(items)  # read the memory map in file order
+        vecs = np.empty((len(items), self.dim), np.float32)
+        vecs[order_rows] = self._prep(self._vectors_of(items[order_rows])) if len(items) else vecs[:0]
+        d = np.linalg.norm(vecs - self._prep(q)[0], axis=1).astype(np.float32)
+        best = np.argsort(d, kind="stable")[:k]
+        return items[best], d[best]
+
+    def item_vectors(self, items):
+        if self._vectors_of is None:
+            raise IndexMissing("the ivfpq index keeps codes, not vectors; attach the catalogue's vectors")
+        return self._vectors_of(np.asarray(items, np.int64))
+
+
+class FlatBackend(Backend):
+    """Exact search over a float32 copy of the vectors (``.npy``, memory-mapped on load)."""
+
+    name, suffix = "flat", ".flat.npy"
+
+    def build(self, vectors, n_jobs=-1, seed=0):
+        self._ann = self._prep(np.asarray(vectors))
+
+    def query(self, q, k, search_k):
+        pos, d = self.query_batch(np.atleast_2d(q), k, search_k)
+        ok = pos[0] >= 0
+        return pos[0][ok], d[0][ok]
+
+    def query_batch(self, queries, k, search_k):
+        return exact_search(queries, self._ann, k, self.metric)
+
+    def save(self, path):
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, self._ann)
+        os.replace(tmp, path)
+
+    def load(self, path):
+        self._ann = np.load(path, mmap_mode="r")
+        return len(self._ann)
+
+    def item_vectors(self, items):
+        return np.asarray(self._ann[np.asarray(items, np.int64)], np.float32)
+
+
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (AnnoyBackend, FaissHNSWBackend, IVFPQBackend, FlatBackend)}
