@@ -218,8 +218,10 @@ def test_fallback_box_reproduces_the_detected_alignment(lfw_catalog):
     from iffse_lib import faces, images
     from iffse_lib.embed import get_embedder
 
+    from iffse_lib.lfw_vectors import _catalog_lfw_photos
+
     embedder = get_embedder()
-    known = ev._catalog_lfw_photos(lfw_catalog, embedder.model_tag)
+    known = _catalog_lfw_photos(lfw_catalog, embedder.model_tag, "hog-up1")
     files = sorted(f for f, v in known.items() if v["face_id"] is not None and v["n_faces"] == 1)
     files = [files[i] for i in np.random.default_rng(1).choice(len(files), 24, replace=False)]
     _, ref = lfw_catalog.vectors(embedder.model_tag, [known[f]["face_id"] for f in files])  # ordered by face id
