@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from . import config
 from .errors import IffseError
 from .lfw_vectors import (FALLBACK_BOX, PhotoMissing, PhotoVectors, central_index, fallback_box,  # noqa: F401
-                          photo_vectors, subject_index)
+                          measure_central_box, photo_vectors, subject_index)
 
 
 class PairsFileError(IffseError):
@@ -287,33 +287,6 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -
     return FoldResult(np.array(accs), np.array(ths), predicted)
 
 
-# -- photo vectors --------------------------------------------------------------------------------
-
-def measure_central_box(catalog, model_tag: str | None = None, source_kind: str = "lfw") -> dict:
-    """The median box of the central detected faces of a catalogue's photos, as fractions of the
-    photo size (how :data:`FALLBACK_BOX` was measured), with the spread (quartiles) and count."""
-    import pandas as pd
-
-    rows = catalog.query(
-        "SELECT f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, p.width, p.height FROM faces f "
-        "JOIN photos p ON p.id=f.photo_id WHERE p.source_kind=? ORDER BY f.photo_id, f.idx", (source_kind,))
-    df = pd.DataFrame([dict(r) for r in rows])
-    if df.empty:
-        raise IffseError(f"no detected faces of {source_kind!r} photos in {catalog.root}; run `iffse index` first")
-    from .records import Box
-
-    picked = []
-    for _, g in df.groupby("photo_id", sort=False):
-        boxes = [Box(r.left, r.top, r.right, r.bottom) for r in g.itertuples()]
-        r = g.iloc[central_index(boxes, int(g.width.iloc[0]), int(g.height.iloc[0]))]
-        picked.append((r.left / r.width, r.top / r.height, r.right / r.width, r.bottom / r.height))
-    arr = np.array(picked)
-    return {"box": tuple(float(v) for v in np.median(arr, axis=0)),
-            "q25": tuple(float(v) for v in np.percentile(arr, 25, axis=0)),
-            "q75": tuple(float(v) for v in np.percentile(arr, 75, axis=0)),
-            "photos": len(arr)}
-
-
 # -- LFW verification -----------------------------------------------------------------------------
 
 @dataclass
@@ -474,6 +447,25 @@ def fallback_report(result: LFWResult):
     df = pd.DataFrame(rows).T
     df.attrs["photos"] = sorted(fb)
     return df
+
+
+def compare_tta(pairs, ttas, lfw_dir: str | Path | None = None, catalog=None, detector=None,
+                progress: bool = False):
+    """LFW verification of the same ``pairs`` with each test-time augmentation of ``ttas``
+    (``none``, ``flip``, ``jitter:N``; the torch embedder): a DataFrame of model tag, accuracy,
+    its std over folds, ROC AUC and mean threshold, one row per augmentation."""
+    import pandas as pd
+
+    from .embed_torch import TorchEmbedder
+
+    rows = []
+    for spec in ttas:
+        res = evaluate_lfw_pairs(pairs, lfw_dir=lfw_dir, catalog=catalog, embedder=TorchEmbedder(tta=spec),
+                                 detector=detector, progress=progress)
+        rows.append({"tta": str(spec), "model_tag": res.model_tag, "accuracy": res.folds.mean,
+                     "std": res.folds.std, "roc_auc": res.auc,
+                     "threshold": float(np.mean(res.folds.thresholds))})
+    return pd.DataFrame(rows, columns=["tta", "model_tag", "accuracy", "std", "roc_auc", "threshold"])
 
 
 def output_dir(out_dir: str | Path | None, catalog) -> Path:

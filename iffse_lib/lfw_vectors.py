@@ -80,6 +80,32 @@ def fallback_box(width: int, height: int, box: tuple[float, float, float, float]
 
 
 
+def measure_central_box(catalog, model_tag: str | None = None, source_kind: str = "lfw") -> dict:
+    """The median box of the central detected faces of a catalogue's photos, as fractions of the
+    photo size (how :data:`FALLBACK_BOX` was measured), with the spread (quartiles) and count."""
+    import pandas as pd
+
+    rows = catalog.query(
+        "SELECT f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, p.width, p.height FROM faces f "
+        "JOIN photos p ON p.id=f.photo_id WHERE p.source_kind=? ORDER BY f.photo_id, f.idx", (source_kind,))
+    df = pd.DataFrame([dict(r) for r in rows])
+    if df.empty:
+        raise IffseError(f"no detected faces of {source_kind!r} photos in {catalog.root}; run `iffse index` first")
+    from .records import Box
+
+    picked = []
+    for _, g in df.groupby("photo_id", sort=False):
+        boxes = [Box(r.left, r.top, r.right, r.bottom) for r in g.itertuples()]
+        r = g.iloc[central_index(boxes, int(g.width.iloc[0]), int(g.height.iloc[0]))]
+        picked.append((r.left / r.width, r.top / r.height, r.right / r.width, r.bottom / r.height))
+    arr = np.array(picked)
+    return {"box": tuple(float(v) for v in np.median(arr, axis=0)),
+            "q25": tuple(float(v) for v in np.percentile(arr, 25, axis=0)),
+            "q75": tuple(float(v) for v in np.percentile(arr, 75, axis=0)),
+            "photos": len(arr)}
+
+
+
 @dataclass
 class PhotoVectors:
     """One vector per LFW photo file name, and how each was obtained.

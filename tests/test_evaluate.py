@@ -332,5 +332,9 @@ def test_notebook_06_runs_on_the_lfw_catalogue(lfw_catalog, lfw_dir, small_pairs
     assert result["pairs"] == 40 and result["accuracy_mean"] >= 0.9
     retrieval = json.loads((out / "retrieval.json").read_text())
     assert retrieval["exact"]["precision@1"] >= FLOOR_LFW_P1
+    compared = {row["tta"]: row for row in json.loads((out / "tta.json").read_text())}
+    assert compared["none"]["model_tag"] == "dlib-resnet-v1" and compared["flip"]["model_tag"] == "dlib-resnet-v1+flip"
+    assert compared["none"]["accuracy"] == pytest.approx(result["accuracy_mean"])
+    assert min(row["accuracy"] for row in compared.values()) >= 0.9
     for name in ("06-roc", "06-distances", "06-folds", "06-false-matches", "06-misses", "06-retrieval"):
         assert (out / f"{name}.png").stat().st_size > 3000  # a real PNG (a grid with no pairs says "none")
