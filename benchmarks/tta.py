@@ -1,6 +1,7 @@
 """Choose the detector, the chip's landmarks and the test-time augmentation: LFW accuracy and speed.
 
     python benchmarks/tta.py --pairs pairs.txt [--lfw-dir ../shared/data/lfw] [--jitters 10] [--json]
+    python benchmarks/tta.py --people ../shared/data/faces/people      # the landmark rule on the fixtures
 
 One run over the photos a pairs file names (make it with `iffse evaluate make-pairs`), through the
 pipeline's own steps (:mod:`iffse_lib.lfw_vectors`): each detector (dlib's HOG at upsample 1,
@@ -34,6 +35,40 @@ from iffse_lib.pipeline import StageTimes
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def people_rows(folder: Path) -> list[dict]:
+    """The chip landmarks on the fixture photos of ``folder`` (one folder per person): the largest
+    face of each photo, each detector, chips from the 68 and from the 5 points (no augmentation).
+    Per row: ROC AUC and the mean distance of same-person and different-person pairs of faces, and
+    how many faces have a face of another person nearer than their farthest own."""
+    from sklearn.metrics import roc_auc_score
+
+    from iffse_lib import images
+
+    photos = [(p, p.parent.name) for d in sorted(folder.iterdir()) if d.is_dir() for p in sorted(d.iterdir())]
+    loaded = [images.load_image(p) for p, _ in photos]
+    embedder = TorchEmbedder()
+    rows = []
+    for tag in ("hog-up1", "cnn-up0"):
+        detector = faces.FaceDetector.from_tag(tag)
+        found = [(i, bs[0][0]) for i, bs in enumerate(detector.detect_batch(loaded)) if bs]
+        who = np.array([photos[i][1] for i, _ in found])
+        same = who[:, None] == who[None]
+        upper = np.triu(np.ones_like(same), 1)
+        for points in (68, 5):
+            chips = np.stack([faces.face_chips(loaded[i], [faces.landmarks_for_box(loaded[i], box, points)])[0]
+                              for i, box in found])
+            v = embedder.embed(chips)
+            d = np.linalg.norm(v[:, None] - v[None], axis=2)
+            pos, neg = d[same & upper], d[~same & upper]
+            own = np.where(same & ~np.eye(len(d), dtype=bool), d, -np.inf).max(axis=1)
+            other = np.where(~same, d, np.inf).min(axis=1)
+            rows.append({"detector": tag, "points": points, "faces": len(found), "people": len(set(who)),
+                         "roc_auc": float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], -np.r_[pos, neg])),
+                         "same_mean": float(pos.mean()), "different_mean": float(neg.mean()),
+                         "faces_with_a_stranger_nearer": int((other < own).sum())})
+    return rows
+
+
 def score(pairs, vectors: np.ndarray, row_of: dict[str, int]) -> dict:
     """Ten-fold accuracy, its std over folds, ROC AUC for vectors in rows named by ``row_of``."""
     from sklearn.metrics import roc_auc_score
@@ -57,7 +92,9 @@ def settings(kind: str, points: int, jitters: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", type=Path, required=True, help="pairs file (LFW's format)")
+    ap.add_argument("--pairs", type=Path, default=None, help="pairs file (LFW's format)")
+    ap.add_argument("--people", type=Path, default=None,
+                    help="instead: compare the chip landmarks on a folder of people's photos (one folder each)")
     ap.add_argument("--lfw-dir", type=Path, default=ROOT.parent / "shared" / "data" / "lfw")
     ap.add_argument("--detectors", nargs="+", default=["hog-up1", "cnn-up0"])
     ap.add_argument("--jitters", type=int, default=10, help="copies for the jitter rows (0: none)")
@@ -65,6 +102,19 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     args = ap.parse_args()
+    if args.people is not None:
+        rows = people_rows(args.people)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return
+        print("| faces found by | chip cut from | faces (people) | ROC AUC | same-person mean | different mean | stranger nearer |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| `{r['detector']}` | {r['points']} points | {r['faces']} ({r['people']}) | {r['roc_auc']:.5f} | "
+                  f"{r['same_mean']:.3f} | {r['different_mean']:.3f} | {r['faces_with_a_stranger_nearer']} |")
+        return
+    if args.pairs is None:
+        ap.error("give --pairs (LFW) or --people")
 
     load_start = os.getloadavg()
     pairs = evaluate.read_pairs(args.pairs)
