@@ -82,8 +82,8 @@ def test_jitter_stays_within_dlibs_bounds():
     sx = np.hypot(thetas[:, 0, 0], thetas[:, 1, 0])
     sy = np.hypot(thetas[:, 0, 1], thetas[:, 1, 1])
     np.testing.assert_allclose(sx, sy)
-    box = sx * 149 + 1
-    assert np.allclose(box, np.round(box)) and box.min() >= 144 and box.max() <= 149
+    box = sx * 149 + 1  # whole pixels: int(144 / s), 144 to 148
+    assert np.allclose(box, np.round(box)) and np.round(box).min() == 144 and np.round(box).max() == 148
     angle = np.degrees(np.arctan2(-thetas[:, 0, 1], thetas[:, 1, 1]))  # theta = s R diag(+-1, 1)
     assert np.abs(angle).max() <= 3.0 + 1e-9 and np.abs(angle).max() > 2.5
     centre = (thetas[:, :, 2] + 1) * 74.5  # the crop's centre in chip pixels
