@@ -201,7 +201,7 @@ def landmarks_for_box(image: np.ndarray, box: Box, points: int = 68) -> np.ndarr
 #: The landmarks each detector's chips are cut from. dlib's 68-point predictor was trained on
 #: boxes shaped like HOG's; on the CNN detector's boxes (higher and tighter) its points, and so the
 #: chips, are off, and the 5-point predictor (trained on both kinds of box) gives better vectors:
-#: measured in ``benchmarks/tta.py`` (README, "Choosing the detector"). The 68 points are still
+#: measured in ``benchmarks/tta.py`` (README, "Choosing the landmarks and the augmentation"). The 68 points are still
 #: found and stored for every face, for display and the OpenFace crop.
 CHIP_POINTS = {"hog": 68, "cnn": 5}
 

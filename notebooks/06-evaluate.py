@@ -30,7 +30,7 @@
 # detector and embedder settings; the rest are computed through the pipeline's own detect,
 # landmark and chip steps) and writes the pairs file, the figures and the figures' numbers (JSON)
 # under `<DATA_DIR>/evaluation`. The last section compares test-time augmentations on the same
-# pairs (README, "Choosing the detector, landmarks and augmentation").
+# pairs (README, "Choosing the landmarks and the augmentation").
 
 # %%
 import json
