@@ -5,7 +5,8 @@
   detector run in PyTorch (:mod:`iffse_lib.cnn_detector`), batched, on a CPU or a GPU.
 - :func:`face_chips` makes the 150 px chips the embedder takes (dlib's ``get_face_chip``) from the
   points :func:`chip_points` picks: the 68 landmarks in HOG boxes, the 5-point predictor's
-  points in CNN boxes (:data:`CHIP_POINTS`; README, "Choosing the detector").
+  points in CNN boxes (:data:`CHIP_POINTS`; README, "Choosing the landmarks and the
+  augmentation").
 - :func:`openface_crop` makes the 96 px OpenFace crop IFFSE used: the outer eye corners and the
   nose tip mapped onto OpenFace's template by an affine transform (for display).
 
@@ -201,8 +202,8 @@ def landmarks_for_box(image: np.ndarray, box: Box, points: int = 68) -> np.ndarr
 #: The landmarks each detector's chips are cut from. dlib's 68-point predictor was trained on
 #: boxes shaped like HOG's; on the CNN detector's boxes (higher and tighter) its points, and so the
 #: chips, are off, and the 5-point predictor (trained on both kinds of box) gives better vectors:
-#: measured in ``benchmarks/tta.py`` (README, "Choosing the landmarks and the augmentation"). The 68 points are still
-#: found and stored for every face, for display and the OpenFace crop.
+#: measured in ``benchmarks/tta.py`` (README, "Choosing the landmarks and the augmentation").
+#: The 68 points are still found and stored for every face, for display and the OpenFace crop.
 CHIP_POINTS = {"hog": 68, "cnn": 5}
 
 
