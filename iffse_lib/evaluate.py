@@ -29,19 +29,24 @@ search and with the Annoy index, side by side, with the index's recall of the ex
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import config
 from .errors import IffseError
+# The photo -> vector step lives in lfw_vectors.py; these names stay importable from here.
 from .lfw_vectors import (FALLBACK_BOX, PhotoMissing, PhotoVectors, central_index, fallback_box,  # noqa: F401
                           measure_central_box, photo_vectors, subject_index)
+
+__all__ = ["FALLBACK_BOX", "PhotoMissing", "PhotoVectors", "central_index", "fallback_box", "measure_central_box",
+           "photo_vectors", "subject_index", "PairsFileError", "lfw_file", "read_pairs", "write_pairs", "make_pairs",
+           "best_threshold", "FoldResult", "kfold_accuracy", "LFWResult", "evaluate_lfw_pairs", "compare_tta",
+           "fallback_report", "output_dir", "average_precision", "RetrievalResult", "labelled_faces",
+           "evaluate_retrieval"]
 
 
 class PairsFileError(IffseError):
