@@ -110,3 +110,13 @@ def rate_window(text: str) -> str:
     if n < 1 or not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: N must be 1 or more and SECONDS more than 0")
     return text
+
+
+def tta(text: str):
+    """A test-time augmentation: ``none``, ``flip`` or ``jitter:N`` (see iffse_lib/tta.py)."""
+    from .tta import parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -716,17 +716,19 @@ class Catalog:
             ORDER BY p.id""", [redetect, redetect, *retry, redetect, redetect, model])
         return [(r[0], self.root / r[1], bool(r[2])) for r in rows]
 
-    def faces_to_embed(self, photo_ids: list[int], model: str) -> dict[int, list[tuple[np.ndarray, int]]]:
-        """For detected photos: ``{photo_id: [(landmarks, face index), …]}`` of the faces without a
-        ``model`` vector (one query for all of them)."""
-        out: dict[int, list[tuple[np.ndarray, int]]] = {pid: [] for pid in photo_ids}
+    def faces_to_embed(self, photo_ids: list[int], model: str) -> dict[int, list[tuple[np.ndarray, int, Box, str]]]:
+        """For detected photos: ``{photo_id: [(landmarks, face index, box, detector tag), …]}`` of
+        the faces without a ``model`` vector (one query for all of them)."""
+        out: dict[int, list[tuple[np.ndarray, int, Box, str]]] = {pid: [] for pid in photo_ids}
         for chunk in range(0, len(photo_ids), 500):
             part = photo_ids[chunk:chunk + 500]
             for r in self.query(
-                    f"SELECT f.photo_id, f.idx, f.landmarks FROM faces f WHERE f.photo_id IN "
-                    f"({','.join('?' * len(part))}) AND NOT EXISTS (SELECT 1 FROM vectors v WHERE "
-                    "v.face_id = f.id AND v.model = ?) ORDER BY f.photo_id, f.idx", [*part, model]):
-                out[r[0]].append((np.frombuffer(r[2], "<f4").reshape(68, 2).copy(), r[1]))
+                    f"SELECT f.photo_id, f.idx, f.landmarks, f.left, f.top, f.right, f.bottom, f.detector "
+                    f"FROM faces f WHERE f.photo_id IN ({','.join('?' * len(part))}) AND NOT EXISTS "
+                    "(SELECT 1 FROM vectors v WHERE v.face_id = f.id AND v.model = ?) ORDER BY f.photo_id, f.idx",
+                    [*part, model]):
+                out[r[0]].append((np.frombuffer(r[2], "<f4").reshape(68, 2).copy(), r[1],
+                                  Box(r[3], r[4], r[5], r[6]), r[7]))
         return out
 
     def face_rows(self, face_ids: Iterable[int]) -> dict[int, sqlite3.Row]:

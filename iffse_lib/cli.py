@@ -65,14 +65,17 @@ def _setup_logging(args) -> None:
 
 
 def _embedder_kwargs(args) -> dict:
-    """TorchEmbedder settings from --device / --precision (none for the defaults)."""
+    """TorchEmbedder settings from --device / --precision / --tta (none for the defaults)."""
     kwargs = {}
     if getattr(args, "device", "cpu") != "cpu":
         kwargs["device"] = args.device
     if getattr(args, "precision", "float32") != "float32":
         kwargs["dtype"] = args.precision
+    if getattr(args, "tta", None) is not None and args.tta.kind != "none":
+        kwargs["tta"] = args.tta
     if kwargs and args.embedder == "dlib":
-        raise IffseError("--device and --precision apply to the torch embedder; dlib's runs in float32 on the CPU")
+        raise IffseError("--device, --precision and --tta apply to the torch embedder; dlib's runs in float32 "
+                         "on the CPU, without augmentation. Drop --embedder dlib.")
     return kwargs
 
 
@@ -296,14 +299,15 @@ def cmd_evaluate_make_pairs(args) -> int:
 def cmd_evaluate_lfw_pairs(args) -> int:
     import os
 
-    from .embed import get_embedder
     from .evaluate import evaluate_lfw_pairs
+    from .faces import FaceDetector
 
     lfw_dir = args.lfw_dir or os.environ.get("IFFSE_LFW_DIR") or None
+    embedder, detector = _embedder(args), _detector(args) or FaceDetector("hog", config.DEFAULT_UPSAMPLE)
     catalog = _catalog(args, create=False, readonly=True) if args.data is not None else None
     try:
-        result = evaluate_lfw_pairs(args.pairs, lfw_dir=lfw_dir, catalog=catalog, embedder=get_embedder(args.embedder),
-                                    upsample=args.upsample, progress=not args.quiet)
+        result = evaluate_lfw_pairs(args.pairs, lfw_dir=lfw_dir, catalog=catalog, embedder=embedder,
+                                    detector=detector, progress=not args.quiet)
     finally:
         if catalog is not None:
             catalog.close()
@@ -406,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", choices=("float32", "tf32", "bfloat16", "float16"), default="float32",
                        help="the torch embedder's arithmetic; each is its own model tag, so " + what +
                             " (default: %(default)s)")
+        p.add_argument("--tta", type=argtypes.tta, default=None, metavar="none|flip|jitter:N",
+                       help="test-time augmentation: each vector the mean over the chip and its mirror image "
+                            "(flip) or over N jittered copies as dlib's num_jitters; each is its own model tag, "
+                            "so " + what + " (default: none)")
 
     index = sub.add_parser("index", help="detect, align, embed and build the search index", parents=[common])
     embedder_option(index)
@@ -494,10 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     lfw_pairs = esub.add_parser("lfw-pairs", help="LFW's ten-fold verification protocol", parents=[optional_data])
     lfw_pairs.add_argument("--pairs", type=Path, required=True, help="pairs file in LFW's format (pairs.txt)")
     lfw_pairs.add_argument("--lfw-dir", type=Path, default=None, help="LFW copy (default: $IFFSE_LFW_DIR)")
-    lfw_pairs.add_argument("--upsample", type=bounded(int, 0, MAX_UPSAMPLE), default=config.DEFAULT_UPSAMPLE,
-                           help="HOG upsampling (default: %(default)s)")
     lfw_pairs.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(lfw_pairs)
+    device_options(lfw_pairs, "only a catalogue's vectors of that tag are reused", "hog")
     lfw_pairs.set_defaults(func=cmd_evaluate_lfw_pairs)
     retrieval = esub.add_parser("retrieval", help="precision@1, @5 and mAP, exact search vs the index",
                                 parents=[common])

@@ -3,7 +3,9 @@
 Two embedders compute the same network (dlib's face ResNet): ``dlib`` calls dlib's own
 ``compute_face_descriptor`` (the reference; about 100 ms per face on a CPU without BLAS) and
 ``torch`` runs the same weights in PyTorch (:mod:`iffse_lib.embed_torch`; vectors equal within
-1e-4, batched, about ten times faster, and on GPUs). Both tag float32 vectors ``dlib-resnet-v1``.
+1e-4, batched, about ten times faster, and on GPUs). Both tag float32 vectors ``dlib-resnet-v1``;
+the torch embedder's other precisions and test-time augmentations (:mod:`iffse_lib.tta`) have
+tags of their own (``dlib-resnet-v1+bf16``, ``dlib-resnet-v1+flip``, ``dlib-resnet-v1+jit10``).
 
 An embedder takes a batch of 150 x 150 RGB chips made by :func:`iffse_lib.faces.face_chips`
 (dlib's ``get_face_chip`` alignment) and returns float32 vectors. Every vector the catalogue
@@ -110,11 +112,25 @@ def get_embedder(name: str | None = None, **kwargs) -> Embedder:
 
 
 def embedder_for_tag(tag: str) -> Embedder:
-    """The embedder that makes vectors of model ``tag`` (to compute lost vectors again)."""
-    if tag == MODEL_TAG:
-        return get_embedder()
+    """The embedder that makes vectors of model ``tag`` (to compute lost vectors again): the
+    precision suffix (``+bf16``) and the test-time augmentation's (``+flip``, ``+jit10``) are read
+    back into a torch embedder's settings."""
+    from .tta import split_tag
+
     if tag.startswith(MODEL_TAG + "-jitter") and tag[len(MODEL_TAG) + 7:].isdigit():
         return DlibEmbedder(num_jitters=int(tag[len(MODEL_TAG) + 7:]))
-    if tag.startswith(MODEL_TAG + "+"):
-        return get_embedder("torch", dtype=tag[len(MODEL_TAG) + 1:])
+    try:
+        base, tta = split_tag(tag)
+    except ValueError:
+        base, tta = "", None
+    if base == MODEL_TAG and tta.kind == "none":
+        return get_embedder()
+    if base == MODEL_TAG or (base.startswith(MODEL_TAG + "+") and "+" not in base[len(MODEL_TAG) + 1:]):
+        dtype = base[len(MODEL_TAG) + 1:] or "float32"
+        try:
+            embedder = get_embedder("torch", dtype=dtype, tta=tta)
+        except ValueError:
+            embedder = None
+        if embedder is not None and embedder.model_tag == tag:
+            return embedder
     raise IffseError(f"no embedder makes vectors of model {tag!r}; embedders here: {sorted(EMBEDDERS)}")

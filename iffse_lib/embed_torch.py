@@ -23,6 +23,8 @@ them:
   ``dlib-resnet-v1+fp16``. Measured on a CPU, bfloat16 vectors differ from float32 ones by up
   to 4e-3 and float16 ones by up to 7e-4, so they get their own tags and never mix silently
   with float32 vectors.
+- Test-time augmentation (``tta``, :mod:`iffse_lib.tta`) appends its own suffix after the
+  precision's: ``dlib-resnet-v1+flip``, ``dlib-resnet-v1+jit10``, ``dlib-resnet-v1+bf16+flip``.
 
 Torch is imported when the work starts, not when this module is imported.
 """
@@ -37,6 +39,7 @@ import numpy as np
 
 from . import config
 from . import embed as _embed
+from . import tta as _tta
 from .embed import MODEL_TAG
 from .errors import DependencyMissing, IffseError
 from .models import model_path
@@ -88,25 +91,31 @@ class TorchEmbedder:
     - ``compile``: run the network through ``torch.compile`` (slow to start: minutes on a CPU;
       a short last batch is zero-padded so that one batch shape is ever compiled).
     - ``num_threads``: torch's intra-op threads while embedding (None leaves torch's setting).
+    - ``tta``: test-time augmentation, ``none``, ``flip`` or ``jitter:N`` (or a
+      :class:`iffse_lib.tta.TTA`; ``tta_seed`` seeds jitter): each vector is the mean over the
+      chip's augmented copies, made on the device. A pass then holds ``batch_size // copies``
+      chips with all their copies.
     """
 
     dim = 128
 
     def __init__(self, device: str = "cpu", batch_size: int | None = None, dtype="float32",
                  channels_last: bool | None = None, compile: bool = False,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, tta="none", tta_seed: int = 0):
         self.device = str(device)
         self.batch_size = batch_size
         self.dtype = _dtype_name(dtype)
         self.channels_last = channels_last
         self.compile = compile
         self.num_threads = num_threads
-        self.model_tag = MODEL_TAG + _TAG_SUFFIX[self.dtype]
+        self.tta = _tta.parse(tta, tta_seed)
+        self.model_tag = MODEL_TAG + _TAG_SUFFIX[self.dtype] + self.tta.suffix
 
     def __repr__(self) -> str:
         return (f"TorchEmbedder(device={self.device!r}, batch_size={self.batch_size}, "
                 f"dtype={self.dtype!r}, channels_last={self.channels_last}, "
-                f"compile={self.compile}, num_threads={self.num_threads})")
+                f"compile={self.compile}, num_threads={self.num_threads}, tta={str(self.tta)!r}"
+                + (f", tta_seed={self.tta.seed}" if self.tta.seed else "") + ")")
 
     def _settings(self):
         """Check the settings; return (torch, device type, batch size, channels_last)."""
@@ -143,18 +152,21 @@ class TorchEmbedder:
         if len(images) == 0:
             return np.zeros((0, self.dim), np.float32)
         net = self.network()
+        copies = self.tta.copies
+        per_pass = max(1, batch // copies)  # chips per forward pass, each with its copies
         out = []
         with self._running(torch, kind), torch.inference_mode():
-            for start in range(0, len(images), batch):
-                part = images[start:start + batch]
+            for start in range(0, len(images), per_pass):
+                part = images[start:start + per_pass]
                 if kind == "cuda" and part.device.type == "cpu":
                     part = part.pin_memory()  # pinned: copied while the GPU works
-                part = part.to(self.device, non_blocking=True)
-                short = batch - len(part)
-                if self.compile and short:  # one shape only: no recompiling for the tail
+                n = len(part) * copies
+                part = _tta.augment(torch, part.to(self.device, non_blocking=True), self.tta)
+                short = per_pass * copies - n if self.compile else 0
+                if short:  # one shape only: no recompiling for the tail
                     part = torch.cat([part, part.new_zeros((short,) + part.shape[1:])])
-                out.append(net(part)[:batch - short])
-            return torch.cat(out).float().cpu().numpy()
+                out.append(_tta.mean_of_copies(net(part)[:n].float(), copies))
+            return torch.cat(out).cpu().numpy()
 
     @contextlib.contextmanager
     def _running(self, torch, kind: str):

@@ -29,38 +29,32 @@ search and with the Annoy index, side by side, with the index's recall of the ex
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import config
 from .errors import IffseError
+# The photo -> vector step lives in lfw_vectors.py; these names stay importable from here.
+from .lfw_vectors import (FALLBACK_BOX, PhotoMissing, PhotoVectors, central_index, fallback_box,  # noqa: F401
+                          measure_central_box, photo_vectors, subject_index)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: The fixed box, as fractions of the photo's width and height (left, top, right, bottom), in which
-#: the 68-point predictor runs when the detector finds no face in an LFW photo: (67, 80, 176, 188)
-#: in a 250 x 250 photo. It is the median of the HOG boxes of the central faces detected in the LFW
-#: A-C subset (2,504 of its 2,515 photos; :func:`measure_central_box`). On 150 photos where detection
-#: succeeds, vectors from this box are a median 0.00 (90th percentile 0.06) from the detected
-#: face's vectors, against 0.71 for the whole photo as the box (``tests/test_evaluate.py``).
-FALLBACK_BOX = (0.268, 0.32, 0.704, 0.752)
-
-_PAIR_FILE_RE = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.jpg$")
+__all__ = ["FALLBACK_BOX", "PhotoMissing", "PhotoVectors", "central_index", "fallback_box", "measure_central_box",
+           "photo_vectors", "subject_index", "PairsFileError", "lfw_file", "read_pairs", "write_pairs", "make_pairs",
+           "best_threshold", "FoldResult", "kfold_accuracy", "LFWResult", "evaluate_lfw_pairs", "compare_tta",
+           "fallback_report", "output_dir", "average_precision", "RetrievalResult", "labelled_faces",
+           "evaluate_retrieval"]
 
 
 class PairsFileError(IffseError):
     """A pairs file that does not follow LFW's official format."""
-
-
-class PhotoMissing(IffseError):
-    """A photo named in a pairs file is neither in the catalogue nor in the LFW folder."""
 
 
 def lfw_file(name: str, num: int) -> str:
@@ -302,211 +296,6 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -
     return FoldResult(np.array(accs), np.array(ths), predicted)
 
 
-# -- photo vectors --------------------------------------------------------------------------------
-
-def central_index(boxes: Iterable, width: int, height: int) -> int:
-    """Index of the box whose centre is nearest the image centre (ties: the earlier, i.e. larger)."""
-    cx, cy = width / 2.0, height / 2.0
-    best, best_d = -1, math.inf
-    for i, b in enumerate(boxes):
-        bx, by = (b.left + b.right) / 2.0, (b.top + b.bottom) / 2.0
-        dist = (bx - cx) ** 2 + (by - cy) ** 2
-        if dist < best_d:
-            best, best_d = i, dist
-    return best
-
-
-def subject_index(boxes: Iterable, width: int, height: int) -> int:
-    """LFW's subject: the face nearest the image centre, provided its box covers the centre; -1 if
-    there is no such face (none detected, or only bystanders, the subject being missed)."""
-    boxes = list(boxes)
-    i = central_index(boxes, width, height)
-    if i < 0:
-        return -1
-    b = boxes[i]
-    return i if b.left <= width / 2.0 < b.right and b.top <= height / 2.0 < b.bottom else -1
-
-
-def fallback_box(width: int, height: int, box: tuple[float, float, float, float] = FALLBACK_BOX):
-    """:data:`FALLBACK_BOX` in pixels of a ``width`` x ``height`` photo."""
-    from .records import Box
-
-    left, top, right, bottom = box
-    return Box(int(round(left * width)), int(round(top * height)), int(round(right * width)),
-               int(round(bottom * height)))
-
-
-def measure_central_box(catalog, model_tag: str | None = None, source_kind: str = "lfw") -> dict:
-    """The median box of the central detected faces of a catalogue's photos, as fractions of the
-    photo size (how :data:`FALLBACK_BOX` was measured), with the spread (quartiles) and count."""
-    import pandas as pd
-
-    rows = catalog.query(
-        "SELECT f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, p.width, p.height FROM faces f "
-        "JOIN photos p ON p.id=f.photo_id WHERE p.source_kind=? ORDER BY f.photo_id, f.idx", (source_kind,))
-    df = pd.DataFrame([dict(r) for r in rows])
-    if df.empty:
-        raise IffseError(f"no detected faces of {source_kind!r} photos in {catalog.root}; run `iffse index` first")
-    from .records import Box
-
-    picked = []
-    for _, g in df.groupby("photo_id", sort=False):
-        boxes = [Box(r.left, r.top, r.right, r.bottom) for r in g.itertuples()]
-        r = g.iloc[central_index(boxes, int(g.width.iloc[0]), int(g.height.iloc[0]))]
-        picked.append((r.left / r.width, r.top / r.height, r.right / r.width, r.bottom / r.height))
-    arr = np.array(picked)
-    return {"box": tuple(float(v) for v in np.median(arr, axis=0)),
-            "q25": tuple(float(v) for v in np.percentile(arr, 25, axis=0)),
-            "q75": tuple(float(v) for v in np.percentile(arr, 75, axis=0)),
-            "photos": len(arr)}
-
-
-@dataclass
-class PhotoVectors:
-    """One vector per LFW photo file name, and how each was obtained.
-
-    ``info`` is a DataFrame indexed by file name with ``how`` (``catalogue``: the vector was read
-    from it; ``detected``: aligned from the subject's detected landmarks; ``fallback``: from
-    landmarks found in :data:`FALLBACK_BOX`), ``n_faces`` (faces the detector found), ``path`` and
-    the aligned face's ``landmarks`` (68 x 2).
-    """
-
-    vectors: dict[str, np.ndarray]
-    info: object
-    model_tag: str
-
-    @property
-    def fallback(self) -> list[str]:
-        """Photos aligned from the fixed central box."""
-        return sorted(self.info.index[self.info["how"] == "fallback"])
-
-    @property
-    def no_face(self) -> list[str]:
-        """Photos in which the detector found no face."""
-        return sorted(self.info.index[self.info["n_faces"] == 0])
-
-    @property
-    def off_centre(self) -> list[str]:
-        """Photos whose detected faces all miss the image centre (bystanders; the subject missed)."""
-        return sorted(self.info.index[(self.info["how"] == "fallback") & (self.info["n_faces"] > 0)])
-
-    @property
-    def multi_face(self) -> list[str]:
-        return sorted(self.info.index[self.info["n_faces"] > 1])
-
-
-def _catalog_lfw_photos(catalog, model_tag: str) -> dict[str, dict]:
-    """LFW file name -> photo id, path, size, face count, and the subject's face id (if it has a
-    vector of ``model_tag``) and landmarks; ``detected`` says the detector has run on the photo."""
-    from .records import Box
-
-    photos = {}
-    for r in catalog.query(
-            "SELECT s.source_id, p.id, p.path, p.width, p.height, d.n_faces, d.error FROM sources s "
-            "JOIN photos p ON p.id = s.photo_id LEFT JOIN detections d ON d.photo_id = p.id "
-            "WHERE s.kind = 'lfw'"):
-        photos[r[0]] = {"photo_id": r[1], "path": catalog.root / r[2], "width": r[3], "height": r[4],
-                        "n_faces": r[5], "detected": r[5] is not None and r[6] is None, "face_id": None,
-                        "landmarks": None}
-    by_photo: dict[int, list] = defaultdict(list)
-    for r in catalog.query(
-            "SELECT f.photo_id, f.id, f.left, f.top, f.right, f.bottom, v.face_id IS NOT NULL, f.landmarks FROM faces f "
-            "LEFT JOIN vectors v ON v.face_id = f.id AND v.model = ? ORDER BY f.photo_id, f.idx",
-            (model_tag,)):
-        by_photo[r[0]].append(r)
-    for info in photos.values():
-        rows = by_photo.get(info["photo_id"])
-        if not rows:
-            continue
-        i = subject_index([Box(*r[2:6]) for r in rows], info["width"], info["height"])
-        if i >= 0:
-            info["landmarks"] = np.frombuffer(rows[i][7], "<f4").reshape(68, 2).copy()
-            if rows[i][6]:
-                info["face_id"] = rows[i][1]
-    return photos
-
-
-def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catalog=None, embedder=None,
-                  upsample: int = config.DEFAULT_UPSAMPLE, batch_size: int = config.DEFAULT_BATCH,
-                  progress: bool = True) -> PhotoVectors:
-    """One vector per LFW file name (``Aaron_Eckhart_0001.jpg``), each photo embedded once.
-
-    With ``catalog``, photos whose central face already has a vector of the embedder's model there
-    are read from it; the others are loaded (from ``lfw_dir``, else from the catalogue's copy),
-    detected (unless the catalogue has detected them, with the upsampling it was indexed with),
-    aligned and embedded in batches of ``batch_size``. The subject is the face nearest the centre whose box covers the centre
-    (:func:`subject_index`); without one, landmarks from :data:`FALLBACK_BOX`.
-    """
-    import pandas as pd
-
-    from . import faces, images
-    from .embed import get_embedder
-
-    embedder = embedder or get_embedder()
-    files = list(dict.fromkeys(files))
-    lfw_root = Path(lfw_dir).expanduser() if lfw_dir is not None else None
-    known = _catalog_lfw_photos(catalog, embedder.model_tag) if catalog is not None else {}
-    vectors: dict[str, np.ndarray] = {}
-    info: dict[str, dict] = {}
-
-    from_cat = {f: known[f]["face_id"] for f in files if f in known and known[f]["face_id"] is not None}
-    if from_cat:
-        face_ids, vecs = catalog.vectors(embedder.model_tag, from_cat.values())
-        by_face = dict(zip(face_ids.tolist(), vecs))
-        for f, fid in from_cat.items():
-            vectors[f] = by_face[fid]
-            info[f] = {"how": "catalogue", "n_faces": int(known[f]["n_faces"] or 0),
-                       "path": str(known[f]["path"]), "landmarks": known[f]["landmarks"]}
-
-    todo = [f for f in files if f not in vectors]
-    pending_chips: list[np.ndarray] = []
-    pending_files: list[str] = []
-
-    def flush():
-        if pending_chips:
-            out = embedder.embed(np.stack(pending_chips))
-            for f, v in zip(pending_files, out):
-                vectors[f] = v
-            pending_chips.clear()
-            pending_files.clear()
-
-    bar = tqdm(todo, desc=f"embed LFW photos ({embedder.model_tag})", unit="photo", disable=not progress)
-    for f in bar:
-        m = _PAIR_FILE_RE.match(f)
-        path = None
-        if lfw_root is not None and m:
-            candidate = lfw_root / m["name"] / f
-            if candidate.exists():
-                path = candidate
-        if path is None and f in known:
-            path = known[f]["path"]
-        if path is None:
-            where = f"the LFW folder {lfw_root}" if lfw_root is not None else "no LFW folder given (--lfw-dir)"
-            raise PhotoMissing(f"{f} is named in the pairs file but is neither in the catalogue nor in {where}. "
-                               "Pass --lfw-dir with the LFW copy the pairs file was made from.")
-        image = images.load_image(path)
-        h, w = image.shape[:2]
-        if f in known and known[f]["detected"]:  # the catalogue's detections, not detected again
-            n_faces, landmarks = int(known[f]["n_faces"]), known[f]["landmarks"]
-        else:
-            dets = faces.detect_faces(image, upsample)
-            i = subject_index([d.box for d in dets], w, h)
-            n_faces, landmarks = len(dets), (dets[i].landmarks if i >= 0 else None)
-        how = "detected"
-        if landmarks is None:
-            landmarks = faces.landmarks_for_box(image, fallback_box(w, h))
-            how = "fallback"
-        pending_chips.append(faces.face_chips(image, [landmarks])[0])
-        pending_files.append(f)
-        info[f] = {"how": how, "n_faces": n_faces, "path": str(path), "landmarks": landmarks}
-        if len(pending_chips) >= batch_size:
-            flush()
-    flush()
-    df = pd.DataFrame([{"file": f, **info[f]} for f in files],
-                      columns=["file", "how", "n_faces", "path", "landmarks"]).set_index("file")
-    return PhotoVectors(vectors, df, embedder.model_tag)
-
-
 # -- LFW verification -----------------------------------------------------------------------------
 
 @dataclass
@@ -566,12 +355,16 @@ class LFWResult:
         from . import faces, images
 
         row = self.photos.info.loc[file]
-        return faces.face_chips(images.load_image(row["path"]), [row["landmarks"]])[0]
+        image = images.load_image(row["path"])
+        points = row["chip_points"]
+        if points is None:  # a catalogue vector: cut by the pipeline's rule
+            points = faces.chip_points(image, row["box"], row["landmarks"], self.photos.detector)
+        return faces.face_chips(image, [points])[0]
 
     def to_dict(self) -> dict:
         p = self.pairs
         return {
-            "model_tag": self.model_tag,
+            "model_tag": self.model_tag, "detector": self.photos.detector,
             "pairs": int(len(p)), "same_pairs": int(p["same"].sum()), "different_pairs": int((~p["same"]).sum()),
             "folds": int(len(self.folds.accuracies)),
             "accuracy_mean": round(self.folds.mean, 6), "accuracy_std": round(self.folds.std, 6),
@@ -593,7 +386,7 @@ class LFWResult:
     def summary(self) -> str:
         d = self.to_dict()
         lines = [
-            f"LFW verification, {d['model_tag']}: {d['pairs']} pairs ({d['same_pairs']} same, "
+            f"LFW verification, {d['model_tag']}, {d['detector']}: {d['pairs']} pairs ({d['same_pairs']} same, "
             f"{d['different_pairs']} different) in {d['folds']} folds",
             f"accuracy      {100 * d['accuracy_mean']:.2f}% +- {100 * d['accuracy_std']:.2f}% "
             f"(std over folds; standard error {100 * d['accuracy_sem']:.2f}%)",
@@ -611,12 +404,15 @@ class LFWResult:
 
 
 def evaluate_lfw_pairs(pairs, lfw_dir: str | Path | None = None, catalog=None, embedder=None,
-                       upsample: int = config.DEFAULT_UPSAMPLE, batch_size: int = config.DEFAULT_BATCH,
-                       progress: bool = True) -> LFWResult:
+                       detector=None, batch_size: int = config.DEFAULT_BATCH,
+                       progress: bool = True, points: int | None = None) -> LFWResult:
     """LFW verification over ``pairs`` (a pairs file path or the DataFrame :func:`read_pairs` gives).
 
     Vectors come from ``catalog`` where it has them (see :func:`photo_vectors`), the rest are
-    computed from ``lfw_dir``.
+    computed from ``lfw_dir`` with the pipeline's own steps: ``detector`` (a
+    :class:`~iffse_lib.faces.FaceDetector`; an int: HOG at that upsampling; None: HOG, upsample
+    1), the pipeline's chip rule (``points`` 68 or 5 overrides it) and ``embedder`` (its
+    test-time augmentation included).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -628,8 +424,8 @@ def evaluate_lfw_pairs(pairs, lfw_dir: str | Path | None = None, catalog=None, e
     pairs["file1"] = [lfw_file(n, i) for n, i in zip(pairs["name1"], pairs["num1"])]
     pairs["file2"] = [lfw_file(n, i) for n, i in zip(pairs["name2"], pairs["num2"])]
     files = list(dict.fromkeys([*pairs["file1"], *pairs["file2"]]))
-    pv = photo_vectors(files, lfw_dir=lfw_dir, catalog=catalog, embedder=embedder, upsample=upsample,
-                       batch_size=batch_size, progress=progress)
+    pv = photo_vectors(files, lfw_dir=lfw_dir, catalog=catalog, embedder=embedder, detector=detector,
+                       batch_size=batch_size, progress=progress, points=points)
     a = np.stack([pv.vectors[f] for f in pairs["file1"]]).astype(np.float64)
     b = np.stack([pv.vectors[f] for f in pairs["file2"]]).astype(np.float64)
     pairs["distance"] = np.linalg.norm(a - b, axis=1)
@@ -660,6 +456,25 @@ def fallback_report(result: LFWResult) -> pd.DataFrame:
     df = pd.DataFrame(rows).T
     df.attrs["photos"] = sorted(fb)
     return df
+
+
+def compare_tta(pairs, ttas, lfw_dir: str | Path | None = None, catalog=None, detector=None,
+                progress: bool = False):
+    """LFW verification of the same ``pairs`` with each test-time augmentation of ``ttas``
+    (``none``, ``flip``, ``jitter:N``; the torch embedder): a DataFrame of model tag, accuracy,
+    its std over folds, ROC AUC and mean threshold, one row per augmentation."""
+    import pandas as pd
+
+    from .embed_torch import TorchEmbedder
+
+    rows = []
+    for spec in ttas:
+        res = evaluate_lfw_pairs(pairs, lfw_dir=lfw_dir, catalog=catalog, embedder=TorchEmbedder(tta=spec),
+                                 detector=detector, progress=progress)
+        rows.append({"tta": str(spec), "model_tag": res.model_tag, "accuracy": res.folds.mean,
+                     "std": res.folds.std, "roc_auc": res.auc,
+                     "threshold": float(np.mean(res.folds.thresholds))})
+    return pd.DataFrame(rows, columns=["tta", "model_tag", "accuracy", "std", "roc_auc", "threshold"])
 
 
 def output_dir(out_dir: str | Path | None, catalog) -> Path:

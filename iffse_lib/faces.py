@@ -3,7 +3,10 @@
 - :func:`detect_faces` runs dlib's HOG detector and its 68-point shape predictor.
 - :class:`FaceDetector` names the detector a pipeline uses: dlib's HOG, or dlib's CNN (MMOD)
   detector run in PyTorch (:mod:`iffse_lib.cnn_detector`), batched, on a CPU or a GPU.
-- :func:`face_chips` makes the 150 px chips the embedder takes (dlib's ``get_face_chip``).
+- :func:`face_chips` makes the 150 px chips the embedder takes (dlib's ``get_face_chip``) from the
+  points :func:`chip_points` picks: the 68 landmarks in HOG boxes, the 5-point predictor's
+  points in CNN boxes (:data:`CHIP_POINTS`; README, "Choosing the landmarks and the
+  augmentation").
 - :func:`openface_crop` makes the 96 px OpenFace crop IFFSE used: the outer eye corners and the
   nose tip mapped onto OpenFace's template by an affine transform (for display).
 
@@ -65,6 +68,10 @@ def _shape_predictor(path: str):
 
 def shape_predictor():
     return _shape_predictor(str(model_path(config.SHAPE_PREDICTOR_68_FILE)))
+
+
+def shape_predictor_5():
+    return _shape_predictor(str(model_path(config.SHAPE_PREDICTOR_5_FILE)))
 
 
 def _full_object_detection(landmarks: np.ndarray, box: Box | None = None):
@@ -183,18 +190,46 @@ def as_detector(detector: "FaceDetector | int | None") -> FaceDetector:
     return FaceDetector("hog", config.DEFAULT_UPSAMPLE if detector is None else detector)
 
 
-def landmarks_for_box(image: np.ndarray, box: Box) -> np.ndarray:
-    """The 68 landmarks inside a given box (for boxes that come from elsewhere)."""
+def landmarks_for_box(image: np.ndarray, box: Box, points: int = 68) -> np.ndarray:
+    """The 68 landmarks inside a given box (``points=5``: the 5-point predictor's, eye corners and
+    the base of the nose), (points, 2) float32 pixels."""
     import dlib
 
+    if points not in (5, 68):
+        raise ValueError(f"points must be 5 or 68, not {points!r}")
     rect = dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1)
-    shape = shape_predictor()(np.ascontiguousarray(image), rect)
+    predictor = shape_predictor() if points == 68 else shape_predictor_5()
+    shape = predictor(np.ascontiguousarray(image), rect)
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+#: The landmarks each detector's chips are cut from. dlib's 68-point predictor was trained on
+#: boxes shaped like HOG's; on the CNN detector's boxes (higher and tighter) its points, and so the
+#: chips, are off, and the 5-point predictor (trained on both kinds of box) gives better vectors:
+#: measured in ``benchmarks/tta.py`` (README, "Choosing the landmarks and the augmentation").
+#: The 68 points are still found and stored for every face, for display and the OpenFace crop.
+CHIP_POINTS = {"hog": 68, "cnn": 5}
+
+
+def chip_points(image: np.ndarray, box: Box, landmarks: np.ndarray, detector: str,
+                points: int | None = None) -> np.ndarray:
+    """The points a face's chip is cut from: ``landmarks`` (its 68) where :data:`CHIP_POINTS`
+    says 68 for ``detector`` (a kind, ``cnn``, or a tag, ``cnn-up0``), else the 5-point
+    predictor's points in ``box``. They are found again from the photo and the box whenever a
+    chip is cut (the predictor is deterministic), so the catalogue stores only the 68.
+    ``points`` overrides the rule (for measuring)."""
+    kind = detector.split("-")[0]
+    if points is None:
+        try:
+            points = CHIP_POINTS[kind]
+        except KeyError:
+            raise ValueError(f"unknown detector {detector!r}; choose one of {list(DETECTORS)}") from None
+    return np.asarray(landmarks, np.float32) if points == 68 else landmarks_for_box(image, box, points)
 
 
 def face_chips(image: np.ndarray, landmarks: list[np.ndarray] | np.ndarray,
                size: int = config.CHIP_SIZE, padding: float = config.CHIP_PADDING) -> np.ndarray:
-    """dlib's aligned face chips, (N, size, size, 3) uint8, one per landmark set."""
+    """dlib's aligned face chips, (N, size, size, 3) uint8, one per landmark set (68 or 5 points)."""
     import dlib
 
     if len(landmarks) == 0:

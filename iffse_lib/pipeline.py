@@ -129,7 +129,7 @@ def detect_and_landmark(images_: list[np.ndarray], detector: faces.FaceDetector,
     return found
 
 
-Item = tuple  # (photo_id, absolute path, stored faces still to embed as [(landmarks, idx)] or None)
+Item = tuple  # (photo_id, absolute path, stored faces still to embed as [(landmarks, idx, box, detector)] or None)
 
 
 def pending_batches(catalog: Catalog, model_tag: str, batch_size: int, limit: int | None = None,
@@ -137,8 +137,8 @@ def pending_batches(catalog: Catalog, model_tag: str, batch_size: int, limit: in
     """The photos that still need work, cut into batches of items for :func:`run_batch`.
 
     An item is ``(photo_id, absolute path, stored)``: ``stored`` None means detect the photo; a
-    list of ``(landmarks, face index)`` means it was detected before and these faces still need a
-    ``model_tag`` vector. With ``redetect`` (a detector tag), photos detected by another detector
+    list of ``(landmarks, face index, box, detector tag)`` means it was detected before and these
+    faces still need a ``model_tag`` vector. With ``redetect`` (a detector tag), photos detected by another detector
     are detected again (their old faces and vectors are replaced when the batch commits).
     ``detect_new=False`` leaves out the photos that need detecting.
     """
@@ -189,7 +189,9 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
     embedder's device (:func:`iffse_lib.cnn_detector.face_chips`: dlib's alignment in
     ``grid_sample``), so that they never leave a GPU; ``"dlib"`` cuts them with dlib's
     ``get_face_chips`` on the CPU. None: torch for an embedder on a GPU, else dlib.
-    ``loaders`` threads decode.
+    ``loaders`` threads decode. Chips are cut from :func:`iffse_lib.faces.chip_points` (the 68
+    landmarks in a HOG box, the 5-point predictor's points in a CNN box), for faces found now and
+    faces found before alike.
 
     Returns the detections (or a load-error kind) per photo, the load errors, the vectors and,
     row by row, the ``(photo_id, face index)`` each vector belongs to, counts and stage times.
@@ -229,17 +231,19 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
     chips: list = []
     keys: list[tuple[int, int]] = []
     for photo_id, image, stored in loaded:
-        todo = [(d.landmarks, i) for i, d in enumerate(detected[photo_id])] if stored is None else list(stored)
+        todo = ([(d.landmarks, i, d.box, detector.tag) for i, d in enumerate(detected[photo_id])]
+                if stored is None else list(stored))
         if todo:
             t = time.perf_counter()
+            points = [faces.chip_points(image, box, lm, tag) for lm, _, box, tag in todo]
             if gpu:
                 from .cnn_detector import face_chips as gpu_chips
 
-                chips.append(gpu_chips(image, [lm for lm, _ in todo], device=getattr(embedder, "device", "cpu")))
+                chips.append(gpu_chips(image, points, device=getattr(embedder, "device", "cpu")))
             else:
-                chips.append(faces.face_chips(image, [lm for lm, _ in todo]))
+                chips.append(faces.face_chips(image, points))
             times.add("align", time.perf_counter() - t)
-            keys += [(photo_id, i) for _, i in todo]
+            keys += [(photo_id, i) for _, i, _, _ in todo]
     vectors = batch = None
     if chips:
         if gpu:

@@ -95,7 +95,8 @@ class Searcher:
                  for b, s in self.detector.detect_batch([image])[0]]
         if not found:
             raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds {self.detector.finds()})")
-        chips = faces.face_chips(image, [d.landmarks for d in found])
+        chips = faces.face_chips(image, [faces.chip_points(image, d.box, d.landmarks, self.detector.tag)
+                                         for d in found])
         vectors = self.embedder.embed(chips)
         k = self._bounded_k(k)
         extra = len(exclude_face_ids or ())

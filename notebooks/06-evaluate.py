@@ -26,8 +26,11 @@
 # - **Retrieval.** Every labelled face whose identity has other faces queries the catalogue:
 #   precision@1, precision@5 and mAP, with exact search and with the index.
 #
-# Reads the catalogue of notebook 03 (its vectors are reused; the rest are computed) and writes
-# the pairs file, the figures and the figures' numbers (JSON) under `<DATA_DIR>/evaluation`.
+# Reads the catalogue of notebook 03 (its vectors are reused where they were made with the same
+# detector and embedder settings; the rest are computed through the pipeline's own detect,
+# landmark and chip steps) and writes the pairs file, the figures and the figures' numbers (JSON)
+# under `<DATA_DIR>/evaluation`. The last section compares test-time augmentations on the same
+# pairs (README, "Choosing the landmarks and the augmentation").
 
 # %%
 import json
@@ -35,6 +38,7 @@ import json
 from iffse_lib import evaluate, plots, plots_eval
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
+from iffse_lib.faces import FaceDetector
 
 # %% tags=["parameters"]
 DATA_DIR = None              # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
@@ -42,6 +46,10 @@ LFW_DIR = None               # None: IFFSE_LFW_DIR, else LFW is downloaded throu
 PAIRS_FILE = None            # None: make pairs from LFW_DIR (every same-person pair, as many different)
 MAX_SAME_PER_PERSON = None   # None: every same-person pair; a number caps the big identities
 EMBEDDER = None              # None: the default embedder; "dlib" or "torch"
+DETECTOR = "hog"             # "hog" or "cnn": the pipeline's detector, landmarks and chips
+UPSAMPLE = 1                 # the detector's upsampling
+TTA = "none"                 # test-time augmentation of the torch embedder: "none", "flip", "jitter:10"
+COMPARE_TTA = ["none", "flip"]  # augmentations compared on the same pairs at the end ([]: skip)
 N_WORST = 8                  # worst false matches and misses shown
 RETRIEVAL_DEPTH = 100        # ranks scored for mAP
 OUT_DIR = None               # None: <DATA_DIR>/evaluation
@@ -50,7 +58,8 @@ SEED = 0
 # %%
 cat = Catalog(DATA_DIR, readonly=True)  # a reader: runs while `iffse index` writes
 out = evaluate.output_dir(OUT_DIR, cat)
-embedder = get_embedder(EMBEDDER)
+embedder = get_embedder(EMBEDDER, **({"tta": TTA} if TTA != "none" else {}))
+detector = FaceDetector(DETECTOR, UPSAMPLE)
 pairs_file = PAIRS_FILE or evaluate.write_pairs(
     evaluate.make_pairs(LFW_DIR, seed=SEED, max_same_per_person=MAX_SAME_PER_PERSON), out / "pairs.txt")
 pairs = evaluate.read_pairs(pairs_file)
@@ -61,7 +70,7 @@ print(f"{pairs_file}: {len(pairs)} pairs, {pairs.attrs['n_folds']} folds of {pai
 # ## LFW verification, ten folds
 
 # %%
-result = evaluate.evaluate_lfw_pairs(pairs, lfw_dir=LFW_DIR, catalog=cat, embedder=embedder)
+result = evaluate.evaluate_lfw_pairs(pairs, lfw_dir=LFW_DIR, catalog=cat, embedder=embedder, detector=detector)
 (out / "lfw-pairs.json").write_text(json.dumps(result.to_dict(), indent=2))
 print(result.summary())
 
@@ -134,3 +143,15 @@ print(retrieval.summary())
 fig = plots_eval.retrieval_table(retrieval)
 print(plots.save(fig, out, "06-retrieval"))
 fig
+
+# %% [markdown]
+# ## Test-time augmentation, compared
+# The same pairs with each augmentation of `COMPARE_TTA` (the torch embedder, the same detector):
+# each vector the mean over the chip and its mirror image (`flip`) or over N of dlib's jittered
+# copies (`jitter:N`). Each is its own model tag: only vectors the catalogue holds with that tag
+# are reused.
+
+# %%
+comparison = evaluate.compare_tta(pairs, COMPARE_TTA, lfw_dir=LFW_DIR, catalog=cat, detector=detector)
+(out / "tta.json").write_text(comparison.to_json(orient="records", indent=2))
+comparison

@@ -218,8 +218,10 @@ def test_fallback_box_reproduces_the_detected_alignment(lfw_catalog):
     from iffse_lib import faces, images
     from iffse_lib.embed import get_embedder
 
+    from iffse_lib.lfw_vectors import _catalog_lfw_photos
+
     embedder = get_embedder()
-    known = ev._catalog_lfw_photos(lfw_catalog, embedder.model_tag)
+    known = _catalog_lfw_photos(lfw_catalog, embedder.model_tag, "hog-up1")
     files = sorted(f for f, v in known.items() if v["face_id"] is not None and v["n_faces"] == 1)
     files = [files[i] for i in np.random.default_rng(1).choice(len(files), 24, replace=False)]
     _, ref = lfw_catalog.vectors(embedder.model_tag, [known[f]["face_id"] for f in files])  # ordered by face id
@@ -330,5 +332,9 @@ def test_notebook_06_runs_on_the_lfw_catalogue(lfw_catalog, lfw_dir, small_pairs
     assert result["pairs"] == 40 and result["accuracy_mean"] >= 0.9
     retrieval = json.loads((out / "retrieval.json").read_text())
     assert retrieval["exact"]["precision@1"] >= FLOOR_LFW_P1
+    compared = {row["tta"]: row for row in json.loads((out / "tta.json").read_text())}
+    assert compared["none"]["model_tag"] == "dlib-resnet-v1" and compared["flip"]["model_tag"] == "dlib-resnet-v1+flip"
+    assert compared["none"]["accuracy"] == pytest.approx(result["accuracy_mean"])
+    assert min(row["accuracy"] for row in compared.values()) >= 0.9
     for name in ("06-roc", "06-distances", "06-folds", "06-false-matches", "06-misses", "06-retrieval"):
         assert (out / f"{name}.png").stat().st_size > 3000  # a real PNG (a grid with no pairs says "none")

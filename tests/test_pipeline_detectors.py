@@ -117,7 +117,9 @@ def test_cli_refuses_a_gpu_for_dlibs_embedder(tmp_path, capsys):
 def test_cnn_detector_pipeline(tmp_path, faces_dir):
     """Four people's photos indexed with dlib's CNN detector in PyTorch: every photo's face is
     found, each face's nearest other face is the same person, and each vector lies close to the
-    one the HOG pipeline makes of the same face (the boxes differ, the 68 landmarks barely)."""
+    one the HOG pipeline makes of the same face (the boxes differ, and the chips are cut from the
+    5-point predictor's points instead of the 68: measured median 0.12, far below the 0.6
+    same-person distance)."""
     pytest.importorskip("torch")
     people = ("obama", "biden", "angelina_jolie", "alex_lacamoire")
     names = [f"people/{who}/{p.name}" for who in people for p in sorted((faces_dir / "people" / who).iterdir())]
@@ -143,7 +145,7 @@ def test_cnn_detector_pipeline(tmp_path, faces_dir):
     dist = np.array([np.linalg.norm(v - by_hog[(photo_of[int(i)], 0)]) for i, v in zip(ids, vecs)])
     print(f"\n{len(dist)} faces: CNN- vs HOG-pipeline vector distance median {np.median(dist):.3f}, "
           f"largest {dist.max():.3f}")
-    assert np.median(dist) < 0.1 and dist.max() < 0.3
+    assert np.median(dist) < 0.15 and dist.max() < 0.3
     cat.close()
 
 
