@@ -154,7 +154,7 @@ def cmd_index(args) -> int:
         if shards is not None:
             _say(args, f"{shards['shards']} index shards of {shards['count']} faces ({shards['backend']}), "
                        + ("rebuilt" if shards["rebuilt"] else "up to date")
-                       + "; search them with `iffse search --workers N` or `--scheduler tcp://HOST:PORT`")
+                       + "; search them with `iffse search PHOTO --workers N` or `--scheduler tcp://HOST:PORT`")
         if counts.get("other_detector"):
             _say(args, f"{counts['other_detector']} photos keep the faces another detector found; "
                        f"--redetect detects them again with {detector.tag}")
@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="index backend for a rebuild (default: annoy below 100,000 faces, faiss-hnsw from there "
                             "on; ivfpq: compressed, for tens of millions; flat: exact)")
     index.add_argument("--shards", type=bounded(int, 1, MAX_SHARDS), default=None, metavar="N",
-                       help="also build N index shards by face id, for `iffse search --workers/--scheduler` "
+                       help="also build N index shards by face id, for `iffse search PHOTO --workers N` "
                             "(built shards are rebuilt whenever the catalogue's faces change)")
     where = index.add_mutually_exclusive_group()
     where.add_argument("--jobs", type=bounded(int, 1, MAX_WORKERS), default=None, metavar="N",

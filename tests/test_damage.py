@@ -168,8 +168,9 @@ def test_check_finds_a_damaged_raw_photo_and_an_orphan_file(small_copy):
 
 
 def _assert_command_exists(text: str) -> None:
-    # Placeholders: {an f-string field} and N (a number) stand for values the user fills in.
-    argv = [("2" if a == "N" else a) for a in shlex.split(re.sub(r"\{[^}]*\}", "X", text))[1:]]
+    # Placeholders: {an f-string field}, N (a number) and PHOTO (a file) stand for what the user gives.
+    values = {"N": "2", "PHOTO": __file__}
+    argv = [values.get(a, a) for a in shlex.split(re.sub(r"\{[^}]*\}", "2", text))[1:]]
     try:
         cli.build_parser().parse_args(argv)
     except SystemExit as exc:
