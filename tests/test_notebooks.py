@@ -51,6 +51,9 @@ def run(name: str, data: Path, **parameters) -> tuple[str, Path, int]:
         for o in c.get("outputs", []) if c.cell_type == "code" else []:
             if str(o.get("data", {}).get("text/plain", "")).startswith("<Figure size"):
                 assert "image/png" in o["data"], "a figure was shown as text only"
+    # Every figure the notebook saved (it prints each path) is also shown as a PNG.
+    saved = re.findall(r"^\S+\.png$", text, re.M)
+    assert saved and pngs >= len(saved), (saved, pngs)
     return text, figures, pngs
 
 
@@ -63,8 +66,10 @@ def _png(path: Path, min_width: int = 400) -> Image.Image:
 
 
 @slow
-def test_01_collect_photos(data, lfw_catalog):
-    text, figures, pngs = run("01-collect-photos", data, SOURCE="lfw", LFW_DIR=str(LFW), N_CONTACT=24)
+def test_01_collect_photos(data, lfw_catalog, monkeypatch):
+    # LFW_DIR = None: the folder comes from IFFSE_LFW_DIR, which `make lab` sets as `make demo` finds it.
+    monkeypatch.setenv("IFFSE_LFW_DIR", str(LFW))
+    text, figures, pngs = run("01-collect-photos", data, SOURCE="lfw", N_CONTACT=24)
     _png(figures / "01-contact-sheet.png", 800)
     assert pngs >= 1
     # Nothing new: every LFW photo was collected by the fixture and is skipped.
