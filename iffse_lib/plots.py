@@ -266,7 +266,7 @@ def contact_sheet(paths: Sequence[str | Path], labels: Sequence[str] | None = No
         else:
             ax.imshow(thumb)
         if labels is not None:
-            ax.set_title(_short(str(labels[i]), 18), fontsize=7)
+            ax.set_title(display_name(str(labels[i]), 18), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -274,6 +274,13 @@ def contact_sheet(paths: Sequence[str | Path], labels: Sequence[str] | None = No
 
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def display_name(label, n: int | None = None) -> str:
+    """A label as people read it: underscores as spaces (``Colin_Powell`` -> ``Colin Powell``), cut
+    to ``n`` characters with "…"; "unknown" for a missing label."""
+    text = str(label).replace("_", " ") if isinstance(label, str) and label else "unknown"
+    return _short(text, n) if n else text
 
 
 def detection_failures(catalog) -> pd.DataFrame:
@@ -329,7 +336,7 @@ def failure_page(failures, ncols: int = 6, max_photos: int = 30, cell: float = 1
             ax.text(0.5, 0.5, "not stored", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         else:
             ax.imshow(thumb)
-        ax.set_title(f"{row['kind']}\n{_short(str(row['label']), 20)}", fontsize=7,
+        ax.set_title(f"{row['kind']}\n{display_name(str(row['label']), 20)}", fontsize=7,
                      color="#D55E00" if row["kind"] != "no_face" else "black")
     summary = ", ".join(f"{k}: {v}" for k, v in kinds.items())
     more = f" (first {len(shown)} shown)" if len(failures) > len(shown) else ""
@@ -425,7 +432,7 @@ def umap_scatter(embedding: np.ndarray, identities: Sequence, top: int = 10, tit
     ax.scatter(*emb[grey].T, s=6, c="#BBBBBB", alpha=0.6, linewidths=0, label="others")
     ax.scatter(*emb[~grey].T, s=22, c=list(colours[~grey]), edgecolors="black", linewidths=0.3, zorder=3)
     handles = [Line2D([], [], marker="o", ls="", color=c, markeredgecolor="black", markeredgewidth=0.3,
-                      label=f"{_short(n.replace('_', ' '), 22)} ({k})") for n, c, k in legend]
+                      label=f"{display_name(n, 22)} ({k})") for n, c, k in legend]
     handles.append(Line2D([], [], marker="o", ls="", color="#BBBBBB", label=f"others ({int(grey.sum())})"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     ax.set_xticks([])
@@ -502,7 +509,7 @@ def cluster_gallery(faces, labels: Sequence[int], n_clusters: int = 8, per_clust
             row = faces.iloc[i]
             axes[r, j].imshow(face_crop(row["path"], row, size=80, margin=0.1))
             good = str(row["identity"]) == majority
-            axes[r, j].set_title(_short(str(row["identity"]).replace("_", " "), 16), fontsize=6,
+            axes[r, j].set_title(display_name(row["identity"], 16), fontsize=6,
                                  color="black" if good else "#D55E00")
         axes[r, 0].text(-0.1, 0.5, f"{sizes[c]} faces", transform=axes[r, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=7)
@@ -536,7 +543,7 @@ def results_grid(matches, query: np.ndarray | None = None, threshold: float | No
         for spine in ax.spines.values():
             spine.set_edgecolor("#009E73" if near else "#999999")
             spine.set_linewidth(3)
-        ax.set_title(f"{int(m['rank'])}. {m['distance']:.3f}\n{_short(str(m['identity']).replace('_', ' '), 20)}",
+        ax.set_title(f"{int(m['rank'])}. {m['distance']:.3f}\n{display_name(m['identity'], 20)}",
                      fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
