@@ -203,7 +203,7 @@ def alignment_steps(image: np.ndarray, landmarks_: np.ndarray, box=None, title: 
     x0, y0 = (b.left + b.right) / 2 - side / 2, (b.top + b.bottom) / 2 - side / 2
     lm_view = (lm - [x0, y0]) * (300 / side)
 
-    fig = _figure(10, 3.2)
+    fig = _figure(10, 3.6 if title else 3.2)
     axes = fig.subplots(1, 4, width_ratios=[1.2, 1.2, 1, 1])
     axes[0].imshow(image)
     axes[0].add_patch(_rect(b, "#F0E442", lw=1.5))
