@@ -409,8 +409,8 @@ _PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#
 def _top_colours(identities: Sequence, top: int) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
     import pandas as pd
 
-    ident = pd.Series([str(i) if i is not None else "?" for i in identities])
-    counts = ident.value_counts()
+    ident = pd.Series([i if isinstance(i, str) and i else "" for i in identities])
+    counts = ident[ident != ""].value_counts()  # unlabelled faces stay grey
     names = list(counts.index[:min(top, len(_PALETTE))])
     colours = np.array(["#BBBBBB"] * len(ident), dtype=object)
     legend = []
@@ -503,17 +503,18 @@ def cluster_gallery(faces, labels: Sequence[int], n_clusters: int = 8, per_clust
     axes = axes.reshape(len(top), per_cluster)
     for r, c in enumerate(top):
         members = np.flatnonzero(labels == c)
-        ident = faces.loc[members, "identity"].astype(str)
-        majority = ident.value_counts().index[0]
+        ident = faces.loc[members, "identity"]
+        named = ident[[isinstance(i, str) for i in ident]]
+        majority = named.value_counts().index[0] if len(named) else None
         for j, i in enumerate(members[:per_cluster]):
             row = faces.iloc[i]
             axes[r, j].imshow(face_crop(row["path"], row, size=80, margin=0.1))
-            good = str(row["identity"]) == majority
+            known = isinstance(row["identity"], str)
             axes[r, j].set_title(display_name(row["identity"], 16), fontsize=6,
-                                 color="black" if good else "#D55E00")
+                                 color="grey" if not known else "black" if row["identity"] == majority else "#D55E00")
         axes[r, 0].text(-0.1, 0.5, f"{sizes[c]} faces", transform=axes[r, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=7)
-    fig.suptitle(title or f"The {len(top)} largest clusters (red names: not the cluster's majority person)",
+    fig.suptitle(title or f"The {len(top)} largest clusters (red names: not the cluster's majority person; grey: unlabelled)",
                  fontsize=10)
     return fig
 

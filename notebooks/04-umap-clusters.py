@@ -44,8 +44,9 @@ model = get_embedder().model_tag
 faces = cat.faces(model)
 face_ids, vectors = cat.vectors(model)
 faces = faces.set_index("face_id").loc[face_ids].reset_index()
-identities = faces["identity"].fillna("?").to_numpy()
-print(f"{len(vectors):,} vectors of {model}, {len(set(identities)):,} identities")
+identities = faces["identity"].to_numpy()  # None: a bystander (labels name a photo's subject face)
+print(f"{len(vectors):,} vectors of {model}, {len(set(identities[reduce.labelled(identities)])):,} identities, "
+      f"{(~reduce.labelled(identities)).sum():,} unlabelled faces")
 
 # %% [markdown]
 # ## UMAP
