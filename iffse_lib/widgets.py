@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 
 #: Colours for messages in the widgets.
 _INFO, _WARN, _ERROR = "#31708f", "#8a6d3b", "#a94442"
+#: Result colours when the query's identity is known: the same person, someone else.
+_SAME, _DIFFERENT = "#009E73", "#D55E00"
+
+
+def pd_objects(values):
+    """A list as an object-dtype column (keeps None and booleans apart)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=object).to_numpy()
 
 
 def _jpeg(image: np.ndarray, quality: int = 88) -> bytes:
@@ -179,6 +188,10 @@ class LookalikeSearch(_View):
             ["_unlabelled", "identity", "photo_id", "idx"])
         #: face label as shown in the picker -> face id (labels are unique: photo and face number)
         self.face_labels = {_label(r): int(r["face_id"]) for _, r in faces.iterrows()}
+        #: face id -> the face's identity (None: unlabelled), for the results and their colours
+        self.face_identity = {int(f): (i if isinstance(i, str) else None) for f, i in zip(faces["face_id"], faces["identity"])}
+        self._query_identity: str | None = None
+        self._sources: dict | None = None
         self.pick = w.Combobox(options=list(self.face_labels), value="", ensure_option=True,
                                placeholder=f"or type a name: {len(self.face_labels):,} faces", description="or pick",
                                layout=w.Layout(width="460px"))
@@ -192,6 +205,7 @@ class LookalikeSearch(_View):
         self.grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat(auto-fill, {thumb_px + 16}px)",
                                               grid_gap="6px"))
         self.grid.add_class("iffse-results")
+        self.export = w.HTML()  # a link that downloads the results as CSV
 
         self.upload.observe(self._on_upload, names="value")
         self.pick.observe(self._on_pick, names="value")
@@ -201,7 +215,7 @@ class LookalikeSearch(_View):
         self.widget = w.VBox([
             w.HBox([self.upload, self.pick]),
             w.HBox([self.k, self.threshold]),
-            self.face_choice, self.message, self.query_view, self.grid,
+            self.face_choice, self.message, self.query_view, self.grid, self.export,
         ])
         self.widget.add_class("iffse-lookalikes")
 
@@ -265,6 +279,7 @@ class LookalikeSearch(_View):
             self._say(f"The search failed: {type(exc).__name__}: {exc}", _ERROR)
             return
         df.attrs["query_box"] = face.box
+        self._query_identity = self.face_identity.get(int(face_id))
         self._query_image = image
         self._found = [df]
         self._face = 0
@@ -283,7 +298,35 @@ class LookalikeSearch(_View):
         self._show_query()
         self._render()
 
+    def to_csv(self, path) -> None:
+        """Write the results on show as CSV (what the export link downloads)."""
+        if self.results is None:
+            raise IffseError("no results to export: search first")
+        self.results.to_csv(path, index=False)
+
     # -- internals ----------------------------------------------------------------------------
+    def _with_sources(self, df):
+        """The matches with the face's own identity, whether it is the query's person (``same``:
+        None when either is unknown), and where each came from: ``source`` (kind:id),
+        ``photo_url`` (the stored photo) and ``source_url`` (the Instagram post, else the photo)."""
+        from pathlib import Path
+
+        if self._sources is None:
+            photos = self.catalog.photos()
+            self._sources = {int(r.photo_id): (r.source_kind, r.source_id, r.shortcode)
+                             for r in photos[["photo_id", "source_kind", "source_id", "shortcode"]].itertuples()}
+        df = df.copy()
+        df["identity"] = [self.face_identity.get(int(f)) for f in df["face_id"]]
+        q = self._query_identity
+        df["same"] = pd_objects([None if q is None or i is None else i == q for i in df["identity"]])
+        info = [self._sources.get(int(p), ("?", "?", None)) for p in df["photo_id"]]
+        df["source"] = [f"{k}:{sid}" for k, sid, _ in info]
+        df["photo_url"] = [Path(p).resolve().as_uri() for p in df["path"]]
+        df["source_url"] = [f"https://www.instagram.com/p/{code}/" if isinstance(code, str) and code else url
+                            for (_, _, code), url in zip(info, df["photo_url"])]
+        return df
+
+    # -- events -------------------------------------------------------------------------------
     def _on_upload(self, change) -> None:
         files = change["new"]
         if not files:
@@ -318,6 +361,8 @@ class LookalikeSearch(_View):
         self.message.value = _message_html(text, colour)
 
     def _clear(self) -> None:
+        self._query_identity = None
+        self.export.value = ""
         self._found = []
         self._query_image = None
         self.results = None
@@ -360,8 +405,9 @@ class LookalikeSearch(_View):
         if not self._found:
             return
         df = self._found[self._face]
-        shown = df[df["distance"] <= self.threshold.value].head(self.k.value).reset_index(drop=True)
+        shown = self._with_sources(df[df["distance"] <= self.threshold.value].head(self.k.value).reset_index(drop=True))
         self.results = shown
+        self.export.value = _csv_link(shown) if len(shown) else ""
         cells = []
         try:
             for _, m in shown.iterrows():
@@ -369,8 +415,13 @@ class LookalikeSearch(_View):
                 ident = plots.display_name(m["identity"], 22)
                 img = w.Image(value=_jpeg(thumb), format="jpeg", width=self.thumb_px, height=self.thumb_px)
                 img.add_class("iffse-thumb")
-                label = w.HTML(f'<div style="font-size:11px;line-height:1.2;width:{self.thumb_px}px">'
-                               f'<b>{int(m["rank"])}.</b> {m["distance"]:.3f}<br>{html.escape(ident)}</div>')
+                colour = {True: _SAME, False: _DIFFERENT}.get(m["same"], "transparent")
+                label = w.HTML(f'<div style="font-size:11px;line-height:1.2;width:{self.thumb_px}px;'
+                               f'border-left:4px solid {colour};padding-left:3px">'
+                               f'<b>{int(m["rank"])}.</b> {m["distance"]:.3f}<br>{html.escape(ident)}<br>'
+                               f'<a href="{html.escape(m["photo_url"])}" target="_blank">photo</a> · '
+                               f'<a href="{html.escape(m["source_url"])}" target="_blank" '
+                               f'title="{html.escape(m["source"])}">source</a></div>')
                 cells.append(w.VBox([img, label], layout=w.Layout(width=f"{self.thumb_px + 12}px")))
         except Exception as exc:  # a catalogued photo that vanished, say
             log.exception("drawing results failed")
@@ -383,6 +434,14 @@ class LookalikeSearch(_View):
         elif len(self._found) <= 1:
             self._say(f"{len(shown)} match{'es' if len(shown) != 1 else ''} within distance "
                       f"{self.threshold.value:.2f}, nearest first.", _INFO)
+
+
+def _csv_link(df, name: str = "lookalikes.csv") -> str:
+    import base64
+
+    data = base64.b64encode(df.to_csv(index=False).encode()).decode()
+    return (f'<a class="iffse-csv" download="{name}" href="data:text/csv;base64,{data}">'
+            f'Export these {len(df)} results as CSV</a>')
 
 
 def landmark_browser(catalog, **kwargs) -> LandmarkBrowser:

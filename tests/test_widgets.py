@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -179,3 +180,41 @@ def test_landmark_browser_lists_every_photo(lfw_catalog):
     assert len(browser.dropdown.options) == lfw_catalog.counts()["photos"] == 2515
     browser.slider.value = 2515
     assert browser.dropdown.label.startswith("2515. ") and browser.message.value == ""
+
+
+def test_results_come_out_as_a_dataframe_with_sources_colours_and_csv(view, people_catalog, tmp_path):
+    import base64
+    import re
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    import pandas as pd
+
+    faces = people_catalog.faces()
+    face = faces[faces["identity"] == "obama"].iloc[0]
+    view.pick.value = {v: k for k, v in view.face_labels.items()}[int(face["face_id"])]
+    res = view.results
+    assert len(res) >= 2
+    # Same / different: known for every labelled result, since the query face is labelled.
+    assert [s for s in res["same"]] == [i == "obama" for i in res["identity"]]
+    assert res["same"].iloc[0] == True  # noqa: E712 (an object column: True, False or None)
+    photos = people_catalog.photos().set_index("photo_id")
+    for _, m in res.iterrows():
+        kind, sid = photos.loc[m["photo_id"], ["source_kind", "source_id"]]
+        assert m["source"] == f"{kind}:{sid}" and sid.startswith(f"{m['identity']}/")
+        assert Path(unquote(urlparse(m["photo_url"]).path)) == Path(m["path"]) and Path(m["path"]).exists()
+    # Each thumbnail links to its photo and is coloured same (green) or different (red).
+    first = view.thumbnails[0][1].value
+    assert res["photo_url"].iloc[0] in first and "#009E73" in first
+    if (res["same"] == False).any():  # noqa: E712
+        assert "#D55E00" in view.thumbnails[int(np.flatnonzero(res["same"] == False)[0])][1].value  # noqa: E712
+    # The export link carries the results as CSV; to_csv writes the same.
+    href = re.search(r'href="data:text/csv;base64,([^"]+)"', view.export.value)[1]
+    exported = pd.read_csv(io.StringIO(base64.b64decode(href).decode()))
+    assert list(exported.columns) == list(res.columns) and len(exported) == len(res)
+    assert exported["face_id"].tolist() == res["face_id"].tolist()
+    view.to_csv(tmp_path / "r.csv")
+    assert pd.read_csv(tmp_path / "r.csv")["distance"].round(6).tolist() == res["distance"].round(6).tolist()
+    # An uploaded photo has no identity: nothing is coloured same or different.
+    _upload(view, FACES / "people" / "obama" / "facerec_obama2.jpg")
+    assert view.results["same"].isna().all()
