@@ -313,3 +313,35 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     df.attrs.update({"photos": n, "faces": n_faces, "seconds": total, "photos_per_s": n / total,
                      "faces_per_s": n_faces / total, "embedder": embedder.model_tag, "load_s": load_s})
     return df
+
+
+# -- clusters, one by one -----------------------------------------------------------------------
+
+def cluster_table(identities: Sequence, labels: Sequence) -> pd.DataFrame:
+    """One row per cluster: ``size``, ``majority`` identity (None when no face of it is labelled),
+    ``purity`` (share of its labelled faces that are the majority's), ``unlabelled`` faces,
+    ``splits`` (the other clusters holding the majority's faces, as {cluster: count}) and
+    ``merged`` (the other identities in it with their counts, largest first). Sorted largest first."""
+    import pandas as pd
+
+    ident = np.asarray(identities, dtype=object)
+    labels = np.asarray(labels)
+    known = labelled(ident)
+    per_identity: dict[str, dict[int, int]] = {}
+    for name, c in zip(ident[known], labels[known]):
+        d = per_identity.setdefault(name, {})
+        d[int(c)] = d.get(int(c), 0) + 1
+    rows = []
+    for c in np.unique(labels):
+        members = labels == c
+        names = pd.Series(ident[members & known]).value_counts()
+        majority = names.index[0] if len(names) else None
+        rows.append({"cluster": int(c), "size": int(members.sum()), "majority": majority,
+                     "purity": float(names.iloc[0] / names.sum()) if len(names) else float("nan"),
+                     "unlabelled": int((members & ~known).sum()),
+                     "splits": {k: v for k, v in sorted(per_identity.get(majority, {}).items(), key=lambda kv: -kv[1])
+                                if k != int(c)} if majority else {},
+                     "merged": {n: int(k) for n, k in names.iloc[1:].items()}})
+    table = pd.DataFrame(rows).sort_values(["size", "cluster"], ascending=[False, True]).reset_index(drop=True)
+    table["majority"] = pd.Series([r if isinstance(r, str) else None for r in table["majority"]], dtype=object)
+    return table
