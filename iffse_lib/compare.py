@@ -71,44 +71,54 @@ def occlusion_chips(chip: np.ndarray, patch: int) -> tuple[np.ndarray, tuple[int
     return out, (rows, cols)
 
 
-def side(catalog, face_id: int) -> FaceSide:
-    """A catalogued face, aligned as the pipeline aligns it."""
+def side(catalog, face_id: int, label: str | None = None, model: str | None = None) -> FaceSide:
+    """A catalogued face, aligned as the pipeline aligns it. ``label``: its name (default: looked
+    up); ``model``: take its stored vector of that model instead of embedding the chip again."""
     from . import faces
     from .images import load_image
 
     face = catalog.face(int(face_id))
     photo = load_image(catalog.photo_path(face.photo_id))
-    row = catalog.faces().set_index("face_id").loc[int(face_id)]
-    label = row["identity"] if isinstance(row["identity"], str) else f"face {face_id}"
+    if label is None:
+        ident = catalog.faces().set_index("face_id").loc[int(face_id), "identity"]
+        label = ident if isinstance(ident, str) else f"face {face_id}"
     chip = faces.face_chips(photo, [face.landmarks])[0]
-    return FaceSide(int(face_id), label, photo, face.box, face.landmarks, chip, np.zeros(0, np.float32))
+    vector = np.zeros(0, np.float32)
+    if model is not None:
+        ids, vectors = catalog.vectors(model, [int(face_id)])
+        if len(ids):
+            vector = np.asarray(vectors[0], np.float32)
+    return FaceSide(int(face_id), label, photo, face.box, face.landmarks, chip, vector)
 
 
 def compare(a: FaceSide, b: FaceSide, embedder=None, threshold: float = config.DEFAULT_THRESHOLD,
             occlusion_patch: int | None = 25, same: np.ndarray | None = None,
             different: np.ndarray | None = None) -> Comparison:
-    """Compare two faces: their chips are embedded afresh (with every occluded copy, in ONE batch
-    when ``occlusion_patch`` is set). ``same`` / ``different``: distances of same-person and
-    different-person pairs (:func:`iffse_lib.reduce.pair_distances`) to place this one among."""
+    """Compare two faces. A side without a vector (see :func:`side`) has its chip embedded; with
+    ``occlusion_patch``, every greyed copy of both chips is embedded too, all in ONE batch.
+    ``same`` / ``different``: distances of same-person and different-person pairs
+    (:func:`iffse_lib.reduce.pair_distances`) to place this one among."""
     import time
 
     from .embed import get_embedder
 
     embedder = embedder or get_embedder()
-    chips = [a.chip[None], b.chip[None]]
+    fresh = [s for s in (a, b) if len(s.vector) == 0]
+    chips = [s.chip[None] for s in fresh]
     grid = (0, 0)
     if occlusion_patch:
         occ_a, grid = occlusion_chips(a.chip, occlusion_patch)
         occ_b, _ = occlusion_chips(b.chip, occlusion_patch)
         chips += [occ_a, occ_b]
     t = time.perf_counter()
-    vectors = embedder.embed(np.concatenate(chips))
+    vectors = embedder.embed(np.concatenate(chips)) if chips else np.zeros((0, 0), np.float32)
     embed_s = time.perf_counter() - t
-    a.vector, b.vector = vectors[0], vectors[1]
+    for i, s in enumerate(fresh):
+        s.vector = vectors[i]
     distance = float(np.linalg.norm(a.vector - b.vector))
     if occlusion_patch:
-        n = grid[0] * grid[1]
-        va, vb = vectors[2:2 + n], vectors[2 + n:2 + 2 * n]
+        n, k = grid[0] * grid[1], len(fresh)
+        va, vb = vectors[k:k + n], vectors[k + n:k + 2 * n]
         a.occlusion = (np.linalg.norm(va - b.vector, axis=1) - distance).reshape(grid)
         b.occlusion = (np.linalg.norm(vb - a.vector, axis=1) - distance).reshape(grid)
     out = Comparison(a, b, distance, float(threshold), occlusion_patch or 0,
@@ -119,6 +129,14 @@ def compare(a: FaceSide, b: FaceSide, embedder=None, threshold: float = config.D
     return out
 
 
-def compare_faces(catalog, face_a: int, face_b: int, **kwargs) -> Comparison:
-    """:func:`compare` two catalogued faces by id."""
-    return compare(side(catalog, face_a), side(catalog, face_b), **kwargs)
+def compare_faces(catalog, face_a: int, face_b: int, stored: bool = False, labels: dict | None = None,
+                  **kwargs) -> Comparison:
+    """:func:`compare` two catalogued faces by id; ``stored``: use their stored vectors of the
+    embedder's model (only the occluded copies are embedded); ``labels``: face id -> name."""
+    from .embed import get_embedder
+
+    kwargs["embedder"] = kwargs.get("embedder") or get_embedder()
+    model = kwargs["embedder"].model_tag if stored else None
+    labels = labels or {}
+    return compare(side(catalog, face_a, labels.get(face_a), model), side(catalog, face_b, labels.get(face_b), model),
+                   **kwargs)

@@ -35,6 +35,7 @@ class FaceCompare(_View):
         faces = faces.assign(_unlabelled=faces["identity"].isna()).sort_values(
             ["_unlabelled", "identity", "photo_id", "idx"])
         self.face_labels = {_label(r): int(r["face_id"]) for _, r in faces.iterrows()}
+        self._names = {int(f): i if isinstance(i, str) else f"face {f}" for f, i in zip(faces["face_id"], faces["identity"])}
         ids, vectors = catalog.vectors(self.embedder.model_tag)
         labels = faces.set_index("face_id").loc[ids, "identity"].to_numpy()
         #: same-person and different-person distances of the catalogue, to place a comparison among
@@ -69,7 +70,8 @@ class FaceCompare(_View):
 
         t = time.perf_counter()
         try:
-            cmp = compare.compare_faces(self.catalog, face_a, face_b, embedder=self.embedder,
+            cmp = compare.compare_faces(self.catalog, face_a, face_b, stored=True, labels=self._names,
+                                        embedder=self.embedder,
                                         threshold=self.threshold.value,
                                         occlusion_patch=self.occlusion_patch if self.occlusion.value else None,
                                         same=self.same, different=self.different)

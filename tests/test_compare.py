@@ -51,6 +51,11 @@ def test_the_occlusion_map_embeds_every_greyed_chip_in_one_batch(people_catalog)
     embedder = CountingEmbedder()
     cmp = compare.compare_faces(people_catalog, obama[0], obama[1], embedder=embedder, occlusion_patch=30)
     assert embedder.calls == [2 + 2 * 25]  # both chips and 5 x 5 greyed copies of each, one call
+    # With the stored vectors, only the greyed copies are embedded, still in one call, to the same map.
+    again = compare.compare_faces(people_catalog, obama[0], obama[1], embedder=embedder, occlusion_patch=30,
+                                  stored=True)
+    assert embedder.calls[1:] == [2 * 25] and abs(again.distance - cmp.distance) < 1e-3
+    assert np.abs(again.a.occlusion - cmp.a.occlusion).max() < 2e-3
     for s in (cmp.a, cmp.b):
         assert s.occlusion.shape == (5, 5)
         # Greying the middle of the face (eyes, nose, mouth) moves the distance more than any
