@@ -22,7 +22,7 @@
 # person, *completeness* how well each person stays in one cluster.
 
 # %%
-from iffse_lib import plots, reduce
+from iffse_lib import plots, reduce, widgets_clusters
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 
@@ -83,3 +83,11 @@ scores
 fig = plots.cluster_gallery(faces, labels)
 print(plots.save(fig, figures, "04-clusters"))
 fig
+
+# %% [markdown]
+# ## Every cluster, one by one
+# Largest or least pure first: the cluster's faces (black: its majority person; red: someone
+# else; grey: unlabelled), its purity, where its person splits into other clusters and who merged in.
+
+# %%
+widgets_clusters.ClusterBrowser(faces, labels)

@@ -160,3 +160,6 @@ def test_05_search_lookalikes(data):
     text, figures, pngs = run("05-search-lookalikes", data, QUERY_PHOTO=str(query), K=8)
     _png(figures / "05-results.png")
     assert "top match: Angelina_Jolie" in text, text
+    # The two nearest matches compared, with the occlusion map: both Angelina Jolie, so the same person.
+    _png(figures / "05-compare.png", 700)
+    assert re.search(r"distance 0\.\d+ ≤ threshold 0\.60: the same person; [\d.]+ % of same-person pairs", text), text
