@@ -61,16 +61,6 @@ print(plots.save(fig, figures, "05-results"))
 fig
 
 # %% [markdown]
-# ## Interactive search
-# Results out: `search.results` is the DataFrame of the matches on show (with each face's
-# identity, `same` when the query face is labelled, `source`, `photo_url`, `source_url`); the
-# link under the grid downloads it as CSV, and `search.to_csv(path)` writes it.
-
-# %%
-search = widgets.LookalikeSearch(cat, searcher=searcher, k=K, threshold=THRESHOLD)
-search
-
-# %% [markdown]
 # ## Compare two faces, and why they match
 # The two nearest matches of the search above: photo crops with landmarks, the aligned chips, the
 # distance against the threshold among the catalogue's same-person and different-person
@@ -88,6 +78,19 @@ if len(matches) >= 2:
     fig = plots_compare.comparison(pair, same, different)
     print(plots.save(fig, figures, "05-compare"))
     display(fig)
+
+# %% [markdown]
+# ## Interactive search
+# Results out: `search.results` is the DataFrame of the matches on show (with each face's
+# identity, `same` when the query face is labelled, `source`, `photo_url`, `source_url`); the
+# link under the grid downloads it as CSV, and `search.to_csv(path)` writes it.
+
+# %%
+search = widgets.LookalikeSearch(cat, searcher=searcher, k=K, threshold=THRESHOLD)
+search
+
+# %% [markdown]
+# Any two faces, compared the same way: pick them by name; tick the box for the occlusion map.
 
 # %%
 widgets_compare.FaceCompare(cat, threshold=THRESHOLD, occlusion_patch=OCCLUSION_PATCH)
