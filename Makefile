@@ -38,10 +38,15 @@ test: models venv-test
 test-fast: models venv-test
 	$(PY) -m pytest -m "not slow and not browser"
 
-# The notebooks' DATA_DIR = None is data/, the catalogue `make demo` fills (run first if missing).
+# The notebooks' DATA_DIR = None is data/, the catalogue `make demo` fills (run first if missing);
+# LFW_DIR = None is the LFW folder `make demo` uses ($$IFFSE_LFW_DIR, passed on as an absolute path).
+# JupyterLab opens lab/, a working copy of notebooks/ (ignored by git; tools/lab_copy.py), so
+# that outputs it autosaves never reach the committed notebooks.
 lab: models
 	@test -f data/catalog.sqlite || $(MAKE) demo
-	IFFSE_DATA=$(CURDIR)/data $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+	$(PY) tools/lab_copy.py notebooks lab
+	IFFSE_DATA=$(CURDIR)/data $(if $(LFW_DIR),IFFSE_LFW_DIR=$(abspath $(LFW_DIR)),) \
+		$(VENV)/bin/jupyter lab --ServerApp.root_dir=lab
 
 # The README's pictures of notebooks 02, 04 and 05 (docs/*.png), taken in headless Chromium on
 # the demo catalogue; SHOTS_DATA=DIR takes them on another catalogue.

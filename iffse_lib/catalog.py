@@ -55,7 +55,7 @@ from .storage import VectorFile, WriterLock, disk_errors, fsync_dir
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -121,8 +121,10 @@ CREATE TABLE IF NOT EXISTS faces (
     score REAL NOT NULL,
     landmarks BLOB NOT NULL,
     detector TEXT NOT NULL,
+    identity TEXT,
     UNIQUE (photo_id, idx)
 );
+CREATE INDEX IF NOT EXISTS faces_identity ON faces(identity);
 CREATE TABLE IF NOT EXISTS models (
     tag TEXT PRIMARY KEY,
     dim INTEGER NOT NULL,
@@ -146,10 +148,43 @@ CREATE TABLE IF NOT EXISTS crawl_state (
 );
 """
 
-#: schema 1 -> 2: sources remember the file's size and mtime, and whether a failure may pass
-MIGRATIONS = {1: ["ALTER TABLE sources ADD COLUMN size INTEGER",
-                  "ALTER TABLE sources ADD COLUMN mtime_ns INTEGER",
-                  "ALTER TABLE sources ADD COLUMN retry INTEGER NOT NULL DEFAULT 0"]}
+
+
+def _label_subjects(db: sqlite3.Connection, photo_ids: Iterable[int] | None = None) -> None:
+    """Set ``faces.identity``: a labelled photo's identity on its subject face only (the rule of
+    :mod:`iffse_lib.labels`), NULL on every other face; for ``photo_ids``, or every photo."""
+    from .labels import subject_index
+
+    sql = ("SELECT p.id, p.identity, p.width, p.height, p.source_kind, f.id, f.left, f.top, f.right, f.bottom "
+           "FROM photos p JOIN faces f ON f.photo_id = p.id {where} ORDER BY p.id, f.idx")
+    if photo_ids is None:
+        rows = db.execute(sql.format(where="")).fetchall()
+    else:
+        ids = [int(i) for i in photo_ids]
+        rows = []
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            rows += db.execute(sql.format(where=f"WHERE p.id IN ({','.join('?' * len(part))})"), part).fetchall()
+    by_photo: dict[int, list] = {}
+    for r in rows:
+        by_photo.setdefault(r[0], []).append(r)
+    updates = []
+    for faces in by_photo.values():
+        _, identity, width, height, kind = faces[0][:5]
+        i = subject_index([Box(*r[6:10]) for r in faces], width, height, kind) if identity else -1
+        updates += [(identity if j == i else None, r[5]) for j, r in enumerate(faces)]
+    db.executemany("UPDATE faces SET identity=? WHERE id=?", updates)
+
+
+#: schema 1 -> 2: sources remember the file's size and mtime, and whether a failure may pass;
+#: 2 -> 3: identities label faces (the subject of a labelled photo), not every face of the photo.
+#: A step is an SQL statement or a function of the connection (a data migration).
+MIGRATIONS: dict[int, list[str | Callable[[sqlite3.Connection], None]]] = {
+    1: ["ALTER TABLE sources ADD COLUMN size INTEGER",
+        "ALTER TABLE sources ADD COLUMN mtime_ns INTEGER",
+        "ALTER TABLE sources ADD COLUMN retry INTEGER NOT NULL DEFAULT 0"],
+    2: ["ALTER TABLE faces ADD COLUMN identity TEXT", _label_subjects],
+}
 
 #: rejection kinds that may pass on a later run with the file unchanged (unreadable for a while,
 #: gone for a while); a file still being copied is read again because its size or mtime changes
@@ -278,7 +313,7 @@ class Catalog:
                                        f"{SCHEMA_VERSION}. Upgrade iffse.")
                 for old in range(version, SCHEMA_VERSION):
                     for statement in MIGRATIONS[old]:
-                        db.execute(statement)
+                        statement(db) if callable(statement) else db.execute(statement)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -674,6 +709,7 @@ class Catalog:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(photo_id, i, d.box.left, d.box.top, d.box.right, d.box.bottom, d.score,
                       np.asarray(d.landmarks, "<f4").tobytes(), detector) for i, d in enumerate(result)])
+                _label_subjects(db, [photo_id])
             if replaced:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
             if model is not None and vectors is not None and len(vectors):
@@ -878,12 +914,20 @@ class Catalog:
     def faces(self, model: str | None = None) -> pd.DataFrame:
         """Faces as a pandas DataFrame: box, score, landmarks (68 x 2), photo path and identity.
 
-        With ``model``, only faces that have a vector of that model, with a ``row`` column.
+        ``identity`` is the face's label: the photo's identity on its subject face, None on the
+        other faces of the photo (bystanders; :mod:`iffse_lib.labels`); ``photo_identity`` is the
+        photo's. With ``model``, only faces that have a vector of that model, with a ``row`` column.
         """
         import pandas as pd
 
+        if int(self.get_meta("schema_version", "0")) < 3:  # read-only, not upgraded yet
+            df = self._faces_v2(model)
+            df["landmarks"] = [np.frombuffer(b, "<f4").reshape(68, 2) for b in df["landmarks"]]
+            df["path"] = [str(self.root / p) for p in df["path"]]
+            return df
         sql = ("SELECT f.id AS face_id, f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, f.score, f.landmarks, "
-               "f.detector, p.identity, p.path, p.source_kind, p.source_id{extra} FROM faces f "
+               "f.detector, f.identity, p.identity AS photo_identity, p.path, p.source_kind, p.source_id{extra} "
+               "FROM faces f "
                "JOIN photos p ON p.id = f.photo_id {join} ORDER BY f.id")
         if model is None:
             df = pd.read_sql_query(sql.format(extra="", join=""), self.db)
@@ -893,6 +937,33 @@ class Catalog:
         df["landmarks"] = [np.frombuffer(b, "<f4").reshape(68, 2) for b in df["landmarks"]]
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df
+
+    def _faces_v2(self, model: str | None) -> pd.DataFrame:
+        """:meth:`faces` of a schema-2 catalogue opened read-only: the face labels computed as the
+        upgrade would store them."""
+        import pandas as pd
+
+        from .labels import subject_index
+
+        sql = ("SELECT f.id AS face_id, f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, f.score, f.landmarks, "
+               "f.detector, p.identity AS photo_identity, p.path, p.source_kind, p.source_id, p.width, p.height{extra} "
+               "FROM faces f JOIN photos p ON p.id = f.photo_id {join} ORDER BY f.id")
+        if model is None:
+            df = pd.read_sql_query(sql.format(extra="", join=""), self.db)
+        else:
+            df = pd.read_sql_query(sql.format(extra=", v.row", join="JOIN vectors v ON v.face_id = f.id AND v.model = ?"),
+                                   self.db, params=(model,))
+        label: dict[int, str] = {}
+        for _, g in pd.read_sql_query(
+                "SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, p.identity, p.width, p.height, "
+                "p.source_kind FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.identity IS NOT NULL "
+                "ORDER BY f.photo_id, f.idx", self.db).groupby("photo_id", sort=False):
+            i = subject_index([Box(*r) for r in g[["left", "top", "right", "bottom"]].itertuples(index=False)],
+                              g["width"].iat[0], g["height"].iat[0], g["source_kind"].iat[0])
+            if i >= 0:
+                label[int(g["id"].iat[i])] = g["identity"].iat[i]
+        df.insert(10, "identity", pd.Series([label.get(int(f)) for f in df["face_id"]], index=df.index, dtype=object))
+        return df.drop(columns=["width", "height"])
 
     def errors(self) -> pd.DataFrame:
         """Recorded errors as a pandas DataFrame."""

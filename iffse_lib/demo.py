@@ -70,4 +70,4 @@ def print_summary(s: dict, root: Path, out: TextIO) -> None:
             w(f"  {r['rank']:2d}. {r['distance']:.3f}  {r['identity']}\n")
     w(f"catalogue  {root}\n")
     w(f"peak RSS   {s['peak_rss_mb']} MB;  total {s['seconds']} s\n")
-    w("next       make lab   (opens the notebooks in notebooks/ on this catalogue)\n")
+    w("next       make lab   (opens a working copy of notebooks/, lab/, on this catalogue)\n")

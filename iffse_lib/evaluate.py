@@ -15,7 +15,7 @@
 - Ten folds: the distance threshold is chosen on nine (the candidate that maximises their accuracy,
   candidates being the midpoints between consecutive sorted distances), accuracy is measured on the
   tenth. Reported: mean accuracy, its standard deviation over the folds (ddof=1, as dlib reports
-  99.38% +- 0.27%) and standard error, the ten thresholds, and ROC AUC over all pairs.
+  99.38% ± 0.27%) and standard error, the ten thresholds, and ROC AUC over all pairs.
 
 With a catalogue (``catalog=``) the vectors it already holds for LFW photos (``source_id`` = LFW
 file name) are reused and only the rest are computed; without one everything is computed from the
@@ -388,7 +388,7 @@ class LFWResult:
         lines = [
             f"LFW verification, {d['model_tag']}, {d['detector']}: {d['pairs']} pairs ({d['same_pairs']} same, "
             f"{d['different_pairs']} different) in {d['folds']} folds",
-            f"accuracy      {100 * d['accuracy_mean']:.2f}% +- {100 * d['accuracy_std']:.2f}% "
+            f"accuracy      {100 * d['accuracy_mean']:.2f}% ± {100 * d['accuracy_std']:.2f}% "
             f"(std over folds; standard error {100 * d['accuracy_sem']:.2f}%)",
             "per fold      " + " ".join(f"{100 * a:.2f}" for a in d["fold_accuracies"]),
             f"threshold     {d['threshold_mean']:.4f} mean; per fold "

@@ -203,7 +203,7 @@ def alignment_steps(image: np.ndarray, landmarks_: np.ndarray, box=None, title: 
     x0, y0 = (b.left + b.right) / 2 - side / 2, (b.top + b.bottom) / 2 - side / 2
     lm_view = (lm - [x0, y0]) * (300 / side)
 
-    fig = _figure(10, 3.2)
+    fig = _figure(10, 3.6 if title else 3.2)
     axes = fig.subplots(1, 4, width_ratios=[1.2, 1.2, 1, 1])
     axes[0].imshow(image)
     axes[0].add_patch(_rect(b, "#F0E442", lw=1.5))
@@ -266,7 +266,7 @@ def contact_sheet(paths: Sequence[str | Path], labels: Sequence[str] | None = No
         else:
             ax.imshow(thumb)
         if labels is not None:
-            ax.set_title(_short(str(labels[i]), 18), fontsize=7)
+            ax.set_title(display_name(str(labels[i]), 18), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -274,6 +274,13 @@ def contact_sheet(paths: Sequence[str | Path], labels: Sequence[str] | None = No
 
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def display_name(label, n: int | None = None) -> str:
+    """A label as people read it: underscores as spaces (``Colin_Powell`` -> ``Colin Powell``), cut
+    to ``n`` characters with "…"; "unknown" for a missing label."""
+    text = str(label).replace("_", " ") if isinstance(label, str) and label else "unknown"
+    return _short(text, n) if n else text
 
 
 def detection_failures(catalog) -> pd.DataFrame:
@@ -329,7 +336,7 @@ def failure_page(failures, ncols: int = 6, max_photos: int = 30, cell: float = 1
             ax.text(0.5, 0.5, "not stored", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         else:
             ax.imshow(thumb)
-        ax.set_title(f"{row['kind']}\n{_short(str(row['label']), 20)}", fontsize=7,
+        ax.set_title(f"{row['kind']}\n{display_name(str(row['label']), 20)}", fontsize=7,
                      color="#D55E00" if row["kind"] != "no_face" else "black")
     summary = ", ".join(f"{k}: {v}" for k, v in kinds.items())
     more = f" (first {len(shown)} shown)" if len(failures) > len(shown) else ""
@@ -402,8 +409,8 @@ _PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#
 def _top_colours(identities: Sequence, top: int) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
     import pandas as pd
 
-    ident = pd.Series([str(i) if i is not None else "?" for i in identities])
-    counts = ident.value_counts()
+    ident = pd.Series([i if isinstance(i, str) and i else "" for i in identities])
+    counts = ident[ident != ""].value_counts()  # unlabelled faces stay grey
     names = list(counts.index[:min(top, len(_PALETTE))])
     colours = np.array(["#BBBBBB"] * len(ident), dtype=object)
     legend = []
@@ -425,7 +432,7 @@ def umap_scatter(embedding: np.ndarray, identities: Sequence, top: int = 10, tit
     ax.scatter(*emb[grey].T, s=6, c="#BBBBBB", alpha=0.6, linewidths=0, label="others")
     ax.scatter(*emb[~grey].T, s=22, c=list(colours[~grey]), edgecolors="black", linewidths=0.3, zorder=3)
     handles = [Line2D([], [], marker="o", ls="", color=c, markeredgecolor="black", markeredgewidth=0.3,
-                      label=f"{_short(n.replace('_', ' '), 22)} ({k})") for n, c, k in legend]
+                      label=f"{display_name(n, 22)} ({k})") for n, c, k in legend]
     handles.append(Line2D([], [], marker="o", ls="", color="#BBBBBB", label=f"others ({int(grey.sum())})"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     ax.set_xticks([])
@@ -496,17 +503,18 @@ def cluster_gallery(faces, labels: Sequence[int], n_clusters: int = 8, per_clust
     axes = axes.reshape(len(top), per_cluster)
     for r, c in enumerate(top):
         members = np.flatnonzero(labels == c)
-        ident = faces.loc[members, "identity"].astype(str)
-        majority = ident.value_counts().index[0]
+        ident = faces.loc[members, "identity"]
+        named = ident[[isinstance(i, str) for i in ident]]
+        majority = named.value_counts().index[0] if len(named) else None
         for j, i in enumerate(members[:per_cluster]):
             row = faces.iloc[i]
             axes[r, j].imshow(face_crop(row["path"], row, size=80, margin=0.1))
-            good = str(row["identity"]) == majority
-            axes[r, j].set_title(_short(str(row["identity"]).replace("_", " "), 16), fontsize=6,
-                                 color="black" if good else "#D55E00")
+            known = isinstance(row["identity"], str)
+            axes[r, j].set_title(display_name(row["identity"], 16), fontsize=6,
+                                 color="grey" if not known else "black" if row["identity"] == majority else "#D55E00")
         axes[r, 0].text(-0.1, 0.5, f"{sizes[c]} faces", transform=axes[r, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=7)
-    fig.suptitle(title or f"The {len(top)} largest clusters (red names: not the cluster's majority person)",
+    fig.suptitle(title or f"The {len(top)} largest clusters (red names: not the cluster's majority person; grey: unlabelled)",
                  fontsize=10)
     return fig
 
@@ -536,7 +544,7 @@ def results_grid(matches, query: np.ndarray | None = None, threshold: float | No
         for spine in ax.spines.values():
             spine.set_edgecolor("#009E73" if near else "#999999")
             spine.set_linewidth(3)
-        ax.set_title(f"{int(m['rank'])}. {m['distance']:.3f}\n{_short(str(m['identity']).replace('_', ' '), 20)}",
+        ax.set_title(f"{int(m['rank'])}. {m['distance']:.3f}\n{display_name(m['identity'], 20)}",
                      fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
+    from .plots import _show_figures_in_ipython
+
+    _show_figures_in_ipython()  # displayed as a PNG in a notebook, like every plots figure
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -62,14 +65,14 @@ def roc_curve(result, title: str | None = None, log_fpr: bool = True, ax: Axes |
 
 
 def fold_accuracy(result, title: str | None = None, ax: Axes | None = None) -> Figure:
-    """Accuracy per fold (bars) with the mean +- standard deviation, and each fold's threshold."""
+    """Accuracy per fold (bars) with the mean ± standard deviation, and each fold's threshold."""
     acc = 100 * result.folds.accuracies
     ths = result.folds.thresholds
     folds = np.arange(1, len(acc) + 1)
     fig, ax = _panel(ax, 7, 3.5)
     ax.bar(folds, acc, color="#56B4E9", edgecolor="#0072B2")
     mean, std = 100 * result.folds.mean, 100 * result.folds.std
-    ax.axhline(mean, color="#D55E00", lw=1.5, label=f"mean {mean:.2f}% +- {std:.2f}%")
+    ax.axhline(mean, color="#D55E00", lw=1.5, label=f"mean {mean:.2f}% ± {std:.2f}%")
     ax.axhspan(mean - std, mean + std, color="#D55E00", alpha=0.12)
     for x, a, t in zip(folds, acc, ths):
         ax.text(x, a, f"t={t:.3f}", ha="center", va="bottom", fontsize=7)
@@ -87,6 +90,8 @@ def pair_grid(result, rows, ncols: int = 4, title: str | None = None, cell: floa
     """Pairs of aligned face chips (the chips the vectors were computed from), each with both
     names, the distance and its fold's threshold. ``rows`` are rows of ``result.pairs`` (e.g.
     ``result.worst("false_match")``)."""
+    from .plots import display_name
+
     rows = list(rows.itertuples()) if hasattr(rows, "itertuples") else list(rows)
     n = max(len(rows), 1)
     nrows = (n + ncols - 1) // ncols
@@ -99,7 +104,7 @@ def pair_grid(result, rows, ncols: int = 4, title: str | None = None, cell: floa
         ax.set_xticks([])
         ax.set_yticks([])
         mark = "".join("*" if how[f] == "fallback" else "" for f in (r.file1, r.file2))
-        label = (f"{r.name1[:16]} {r.num1}\n{r.name2[:16]} {r.num2}\n"
+        label = (f"{display_name(r.name1, 18)} {r.num1}\n{display_name(r.name2, 18)} {r.num2}\n"
                  f"d={r.distance:.3f} (t={r.threshold:.3f}){' ' + mark if mark else ''}")
         ax.set_title(label, fontsize=7)
     if not rows:

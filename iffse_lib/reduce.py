@@ -153,6 +153,7 @@ def cluster(vectors: np.ndarray, method: str = "chinese_whispers", **kwargs) -> 
 def cluster_scores(identities: Sequence, labels: Sequence) -> dict[str, float]:
     """How well clusters match identity labels.
 
+    Faces without an identity (None, NaN) are left out of the scores.
     ``purity``: the share of faces whose cluster's majority identity is their own (1.0: no cluster
     mixes people). ``completeness`` (scikit-learn, entropy based): 1.0 when each person's faces
     all fall in one cluster. Also homogeneity, V-measure, adjusted Rand index, the number of
@@ -160,10 +161,11 @@ def cluster_scores(identities: Sequence, labels: Sequence) -> dict[str, float]:
     """
     from sklearn import metrics
 
-    ident = np.asarray([str(i) for i in identities])
-    labels = np.asarray(labels)
-    if len(ident) != len(labels):
-        raise ValueError(f"{len(ident)} identities but {len(labels)} cluster labels")
+    if len(identities) != len(labels):
+        raise ValueError(f"{len(identities)} identities but {len(labels)} cluster labels")
+    keep = labelled(identities)  # unlabelled faces are clustered but not scored
+    ident = np.asarray([str(i) for i in np.asarray(identities, dtype=object)[keep]])
+    labels = np.asarray(labels)[keep]
     if len(ident) == 0:
         raise ValueError("nothing to score")
     majority = 0
@@ -190,15 +192,23 @@ def cluster_scores(identities: Sequence, labels: Sequence) -> dict[str, float]:
 
 # -- distances ----------------------------------------------------------------------------------
 
+def labelled(identities: Sequence) -> np.ndarray:
+    """Boolean mask of the faces that carry an identity (a non-empty string; None and NaN are
+    unlabelled faces, e.g. bystanders in a labelled photo)."""
+    return np.array([isinstance(i, str) and i != "" for i in identities], dtype=bool)
+
+
 def pair_distances(vectors: np.ndarray, identities: Sequence, max_pairs: int = 20000,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean distances of (same-person pairs, different-person pairs).
 
     Every same-person pair is used (up to ``max_pairs``, then a random sample); as many
     different-person pairs are drawn at random (at least 1,000 when there are that many).
+    Unlabelled faces (None, NaN: bystanders, unknown people) take part in neither.
     """
-    vectors = np.asarray(vectors, dtype=np.float32)
-    ident = np.asarray([str(i) for i in identities])
+    keep = labelled(identities)
+    vectors = np.asarray(vectors, dtype=np.float32)[keep]
+    ident = np.asarray([str(i) for i in np.asarray(identities, dtype=object)[keep]])
     rng = np.random.default_rng(seed)
     same_i, same_j = [], []
     for name in np.unique(ident):
@@ -273,9 +283,11 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     """Time load, detect, landmarks, align and embed on ``n_photos`` random catalogued photos.
 
     ``detector`` (a :class:`~iffse_lib.faces.FaceDetector`) replaces HOG at ``upsample``.
-    Nothing is written; the figures hold whether or not the catalogue is already indexed. Returns a
-    DataFrame (one row per stage: total seconds, ms per photo) with ``attrs`` holding the photo
-    and face counts, photos per second and faces per second.
+    Nothing is written; the figures hold whether or not the catalogue is already indexed. The
+    models are loaded first, on one photo timed apart (``attrs["load_s"]``), so that the stages and
+    the throughput are warm: what every photo after the first costs. Returns a DataFrame (one row
+    per stage: total seconds, ms per photo) with ``attrs`` holding the photo and face counts,
+    photos per second and faces per second, and the load time.
     """
     import pandas as pd
 
@@ -287,6 +299,9 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     if photos.empty:
         raise ValueError(f"no photos in {catalog.root}; collect some first")
     sample = photos.sample(min(n_photos, len(photos)), random_state=seed)
+    t_load = time.perf_counter()  # the detector, landmark and embedding models load on first use
+    run_batch([(int(sample["photo_id"].iloc[0]), sample["path"].iloc[0], None)], detector or upsample, embedder)
+    load_s = time.perf_counter() - t_load
     t_all = time.perf_counter()
     # The pipeline's own batch function, detecting every sampled photo afresh; nothing is committed.
     result = run_batch([(pid, path, None) for pid, path in zip(sample["photo_id"], sample["path"])],
@@ -296,5 +311,37 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     df = pd.DataFrame([{"stage": k, "seconds": v, "ms_per_photo": v * 1000 / n}
                        for k, v in result["seconds"].items()])
     df.attrs.update({"photos": n, "faces": n_faces, "seconds": total, "photos_per_s": n / total,
-                     "faces_per_s": n_faces / total, "embedder": embedder.model_tag})
+                     "faces_per_s": n_faces / total, "embedder": embedder.model_tag, "load_s": load_s})
     return df
+
+
+# -- clusters, one by one -----------------------------------------------------------------------
+
+def cluster_table(identities: Sequence, labels: Sequence) -> pd.DataFrame:
+    """One row per cluster: ``size``, ``majority`` identity (None when no face of it is labelled),
+    ``purity`` (share of its labelled faces that are the majority's), ``unlabelled`` faces,
+    ``splits`` (the other clusters holding the majority's faces, as {cluster: count}) and
+    ``merged`` (the other identities in it with their counts, largest first). Sorted largest first."""
+    import pandas as pd
+
+    ident = np.asarray(identities, dtype=object)
+    labels = np.asarray(labels)
+    known = labelled(ident)
+    per_identity: dict[str, dict[int, int]] = {}
+    for name, c in zip(ident[known], labels[known]):
+        d = per_identity.setdefault(name, {})
+        d[int(c)] = d.get(int(c), 0) + 1
+    rows = []
+    for c in np.unique(labels):
+        members = labels == c
+        names = pd.Series(ident[members & known]).value_counts()
+        majority = names.index[0] if len(names) else None
+        rows.append({"cluster": int(c), "size": int(members.sum()), "majority": majority,
+                     "purity": float(names.iloc[0] / names.sum()) if len(names) else float("nan"),
+                     "unlabelled": int((members & ~known).sum()),
+                     "splits": {k: v for k, v in sorted(per_identity.get(majority, {}).items(), key=lambda kv: -kv[1])
+                                if k != int(c)} if majority else {},
+                     "merged": {n: int(k) for n, k in names.iloc[1:].items()}})
+    table = pd.DataFrame(rows).sort_values(["size", "cluster"], ascending=[False, True]).reset_index(drop=True)
+    table["majority"] = pd.Series([r if isinstance(r, str) else None for r in table["majority"]], dtype=object)
+    return table

@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 
 #: Colours for messages in the widgets.
 _INFO, _WARN, _ERROR = "#31708f", "#8a6d3b", "#a94442"
+#: Result colours when the query's identity is known: the same person, someone else.
+_SAME, _DIFFERENT = "#009E73", "#D55E00"
+
+
+def pd_objects(values):
+    """A list as an object-dtype column (keeps None and booleans apart)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=object).to_numpy()
 
 
 def _jpeg(image: np.ndarray, quality: int = 88) -> bytes:
@@ -57,7 +66,7 @@ class LandmarkBrowser(_View):
     ``browser.show(i)`` draws the i-th photo; the image widget holds the figure as PNG.
     """
 
-    def __init__(self, catalog, photos=None, alignment: bool = False, max_photos: int | None = 500):
+    def __init__(self, catalog, photos=None, alignment: bool = False, max_photos: int | None = None):
         import ipywidgets as w
 
         self.catalog = catalog
@@ -68,17 +77,18 @@ class LandmarkBrowser(_View):
         if self.photos.empty:
             raise IffseError(f"no photos in {catalog.root}; collect some first (notebook 01, or `iffse collect folder DIR`)")
         self._faces: dict[int, list] = {}
+        # Slider and dropdown both count photos from 1 (show(i) takes the 0-based position).
         labels = [f"{i + 1}. {_photo_label(r)}" for i, r in self.photos.iterrows()]
-        self.slider = w.IntSlider(value=0, min=0, max=len(self.photos) - 1, description="photo",
+        self.slider = w.IntSlider(value=1, min=1, max=len(self.photos), description="photo",
                                   continuous_update=False, layout=w.Layout(width="420px"))
-        self.dropdown = w.Dropdown(options=list(zip(labels, range(len(labels)))), value=0, description="or pick",
-                                   layout=w.Layout(width="420px"))
+        self.dropdown = w.Dropdown(options=list(zip(labels, range(1, len(labels) + 1))), value=1,
+                                   description="or pick", layout=w.Layout(width="420px"))
         self.toggle = w.Checkbox(value=alignment, description="alignment steps", indent=False)
         self.image = w.Image(format="png", layout=w.Layout(max_width="900px"))
         self.message = w.HTML()
         w.link((self.slider, "value"), (self.dropdown, "value"))
-        self.slider.observe(lambda ch: self.show(ch["new"]), names="value")
-        self.toggle.observe(lambda ch: self.show(self.slider.value), names="value")
+        self.slider.observe(lambda ch: self.show(ch["new"] - 1), names="value")
+        self.toggle.observe(lambda ch: self.show(self.slider.value - 1), names="value")
         self.widget = w.VBox([w.HBox([self.slider, self.toggle]), self.dropdown, self.message, self.image])
         self.show(0)
 
@@ -101,15 +111,16 @@ class LandmarkBrowser(_View):
         from . import plots
         from .images import load_image
 
-        if self.slider.value != i:
-            self.slider.value = i  # the observer calls show again
+        if self.slider.value != i + 1:
+            self.slider.value = i + 1  # the observer calls show again
             return
         row = self.photos.iloc[int(i)]
         try:
             image = load_image(row["path"])
             found = self.faces_of(i, image)
-            if not found:
-                fig = plots.contact_sheet([row["path"]], [f"no face found: {_photo_label(row)}"], ncols=1, cell=4)
+            if not found:  # the photo at its own size (100 px an inch), not enlarged
+                fig = plots.landmarks(image, [], title=f"no face found: {_photo_label(row)}",
+                                      width=max(3.0, min(7.5, image.shape[1] / 100)))
             elif self.toggle.value:
                 fig = plots.alignment_steps(image, found[0].landmarks, found[0].box, title=_photo_label(row))
             else:
@@ -121,15 +132,20 @@ class LandmarkBrowser(_View):
             self.message.value = _message_html(f"Cannot draw this photo: {exc}", _ERROR)
 
 
-def _photo_label(row) -> str:
+def _name(row, n: int = 40) -> str:
+    from .plots import display_name
+
     ident = row.get("identity")
-    name = str(ident).replace("_", " ") if isinstance(ident, str) else str(row.get("source_id", "?"))
-    return f"{name} (photo {row['photo_id']})"
+    return display_name(ident if isinstance(ident, str) else str(row.get("source_id", "?")), n)
+
+
+def _photo_label(row) -> str:
+    return f"{_name(row)} (photo {row['photo_id']})"
 
 
 def _label(row) -> str:
     ident = row.get("identity")
-    name = str(ident).replace("_", " ") if isinstance(ident, str) else str(row.get("source_id", "?"))
+    name = _name(row) if isinstance(ident, str) else f"unlabelled face in {_name(row)}"
     return f"{name} (photo {row['photo_id']}, face {int(row.get('idx', 0)) + 1})"
 
 
@@ -146,6 +162,9 @@ class LookalikeSearch(_View):
     ``results`` (the matches on show), ``message_text`` and ``thumbnails``.
     """
 
+    #: the query photo's preview, longest side in pixels
+    QUERY_PX = 480
+
     def __init__(self, catalog, searcher=None, k: int = config.DEFAULT_K,
                  threshold: float = config.DEFAULT_THRESHOLD, k_max: int = 30, thumb_px: int = 112):
         import ipywidgets as w
@@ -159,13 +178,22 @@ class LookalikeSearch(_View):
         self._found: list = []          # one DataFrame per face of the query
         self._query_image: np.ndarray | None = None
         self._face = 0
+        self._query_name = "the photo"
         self.results = None
 
-        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
-        faces = catalog.faces(self.searcher.index.model_tag).sort_values(["identity", "photo_id", "idx"])
-        options = [("— pick a face from the catalogue —", None)]
-        options += [(_label(r), int(r["face_id"])) for _, r in faces.iterrows()]
-        self.pick = w.Dropdown(options=options, value=None, description="or pick",
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo",
+                                   layout=w.Layout(width="190px"))
+        faces = catalog.faces(self.searcher.index.model_tag)
+        faces = faces.assign(_unlabelled=faces["identity"].isna()).sort_values(
+            ["_unlabelled", "identity", "photo_id", "idx"])
+        #: face label as shown in the picker -> face id (labels are unique: photo and face number)
+        self.face_labels = {_label(r): int(r["face_id"]) for _, r in faces.iterrows()}
+        #: face id -> the face's identity (None: unlabelled), for the results and their colours
+        self.face_identity = {int(f): (i if isinstance(i, str) else None) for f, i in zip(faces["face_id"], faces["identity"])}
+        self._query_identity: str | None = None
+        self._sources: dict | None = None
+        self.pick = w.Combobox(options=list(self.face_labels), value="", ensure_option=True,
+                               placeholder=f"or type a name: {len(self.face_labels):,} faces", description="or pick",
                                layout=w.Layout(width="460px"))
         self.k = w.IntSlider(value=k, min=1, max=self.k_max, description="k", continuous_update=False)
         self.threshold = w.FloatSlider(value=threshold, min=0.2, max=1.2, step=0.02, description="max distance",
@@ -173,10 +201,11 @@ class LookalikeSearch(_View):
                                        style={"description_width": "initial"})
         self.face_choice = w.ToggleButtons(options=[], description="face", layout=w.Layout(display="none"))
         self.message = w.HTML()
-        self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="240px", display="none"))
+        self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width=f"{self.QUERY_PX}px", display="none"))
         self.grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat(auto-fill, {thumb_px + 16}px)",
                                               grid_gap="6px"))
         self.grid.add_class("iffse-results")
+        self.export = w.HTML()  # a link that downloads the results as CSV
 
         self.upload.observe(self._on_upload, names="value")
         self.pick.observe(self._on_pick, names="value")
@@ -186,7 +215,7 @@ class LookalikeSearch(_View):
         self.widget = w.VBox([
             w.HBox([self.upload, self.pick]),
             w.HBox([self.k, self.threshold]),
-            self.face_choice, self.message, self.query_view, self.grid,
+            self.face_choice, self.message, self.query_view, self.grid, self.export,
         ])
         self.widget.add_class("iffse-lookalikes")
 
@@ -230,9 +259,9 @@ class LookalikeSearch(_View):
             self.face_choice.value = 0
             self.face_choice.observe(self._on_face_choice, names="value")
             self.face_choice.layout.display = None
-            self._say(f"{len(found)} faces in {name}, numbered largest first; showing face 1. "
-                      "Choose another with the buttons above.", _INFO)
+        self._query_name = name
         self._face = 0
+        self._say_faces()
         self._show_query()
         self._render()
 
@@ -250,6 +279,7 @@ class LookalikeSearch(_View):
             self._say(f"The search failed: {type(exc).__name__}: {exc}", _ERROR)
             return
         df.attrs["query_box"] = face.box
+        self._query_identity = self.face_identity.get(int(face_id))
         self._query_image = image
         self._found = [df]
         self._face = 0
@@ -264,23 +294,64 @@ class LookalikeSearch(_View):
         self._face = i
         if self.face_choice.options and self.face_choice.value != i:
             self.face_choice.value = i
+        self._say_faces()
         self._show_query()
         self._render()
 
+    def to_csv(self, path) -> None:
+        """Write the results on show as CSV (what the export link downloads)."""
+        if self.results is None:
+            raise IffseError("no results to export: search first")
+        self.results.to_csv(path, index=False)
+
     # -- internals ----------------------------------------------------------------------------
+    def _with_sources(self, df):
+        """The matches with the face's own identity, whether it is the query's person (``same``:
+        None when either is unknown), and where each came from: ``source`` (kind:id),
+        ``photo_url`` (the stored photo) and ``source_url`` (the Instagram post, else the photo)."""
+        from pathlib import Path
+
+        if self._sources is None:
+            photos = self.catalog.photos()
+            self._sources = {int(r.photo_id): (r.source_kind, r.source_id, r.shortcode)
+                             for r in photos[["photo_id", "source_kind", "source_id", "shortcode"]].itertuples()}
+        df = df.copy()
+        df["identity"] = [self.face_identity.get(int(f)) for f in df["face_id"]]
+        q = self._query_identity
+        df["same"] = pd_objects([None if q is None or i is None else i == q for i in df["identity"]])
+        info = [self._sources.get(int(p), ("?", "?", None)) for p in df["photo_id"]]
+        df["source"] = [f"{k}:{sid}" for k, sid, _ in info]
+        df["photo_url"] = [Path(p).resolve().as_uri() for p in df["path"]]
+        df["source_url"] = [f"https://www.instagram.com/p/{code}/" if isinstance(code, str) and code else url
+                            for (_, _, code), url in zip(info, df["photo_url"])]
+        return df
+
+    # -- events -------------------------------------------------------------------------------
     def _on_upload(self, change) -> None:
         files = change["new"]
         if not files:
             return
         f = files[0]
         self.pick.unobserve(self._on_pick, names="value")
-        self.pick.value = None
+        self.pick.value = ""
         self.pick.observe(self._on_pick, names="value")
         self.search_bytes(bytes(f["content"]), f.get("name", "upload"))
 
     def _on_pick(self, change) -> None:
-        if change["new"] is not None:
-            self.search_face(change["new"])
+        face_id = self.face_labels.get(change["new"])
+        if face_id is not None:
+            self.search_face(face_id)
+
+    def _faces_note(self) -> str:
+        """Which face of a photo with several is on show ('' for one face)."""
+        if len(self._found) <= 1:
+            return ""
+        return (f"{len(self._found)} faces in {self._query_name}, numbered largest first; showing face "
+                f"{self._face + 1}. ")
+
+    def _say_faces(self) -> None:
+        if len(self._found) > 1:
+            self._say(self._faces_note() + "Choose another with the buttons above.", _INFO)
 
     def _on_face_choice(self, change) -> None:
         if change["new"] is not None:
@@ -290,6 +361,8 @@ class LookalikeSearch(_View):
         self.message.value = _message_html(text, colour)
 
     def _clear(self) -> None:
+        self._query_identity = None
+        self.export.value = ""
         self._found = []
         self._query_image = None
         self.results = None
@@ -307,7 +380,7 @@ class LookalikeSearch(_View):
         if self._query_image is None:
             return
         im = Image.fromarray(self._query_image)
-        scale = min(1.0, 240 / max(im.size))
+        scale = min(1.0, self.QUERY_PX / max(im.size))
         if scale < 1:
             im = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))))
         draw = ImageDraw.Draw(im)
@@ -332,17 +405,23 @@ class LookalikeSearch(_View):
         if not self._found:
             return
         df = self._found[self._face]
-        shown = df[df["distance"] <= self.threshold.value].head(self.k.value).reset_index(drop=True)
+        shown = self._with_sources(df[df["distance"] <= self.threshold.value].head(self.k.value).reset_index(drop=True))
         self.results = shown
+        self.export.value = _csv_link(shown) if len(shown) else ""
         cells = []
         try:
             for _, m in shown.iterrows():
                 thumb = plots.face_crop(m["path"], m, size=self.thumb_px, margin=0.15)
-                ident = str(m["identity"]).replace("_", " ") if isinstance(m["identity"], str) else "unknown"
+                ident = plots.display_name(m["identity"], 22)
                 img = w.Image(value=_jpeg(thumb), format="jpeg", width=self.thumb_px, height=self.thumb_px)
                 img.add_class("iffse-thumb")
-                label = w.HTML(f'<div style="font-size:11px;line-height:1.2;width:{self.thumb_px}px">'
-                               f'<b>{int(m["rank"])}.</b> {m["distance"]:.3f}<br>{html.escape(ident)}</div>')
+                colour = {True: _SAME, False: _DIFFERENT}.get(m["same"], "transparent")
+                label = w.HTML(f'<div style="font-size:11px;line-height:1.2;width:{self.thumb_px}px;'
+                               f'border-left:4px solid {colour};padding-left:3px">'
+                               f'<b>{int(m["rank"])}.</b> {m["distance"]:.3f}<br>{html.escape(ident)}<br>'
+                               f'<a href="{html.escape(m["photo_url"])}" target="_blank">photo</a> · '
+                               f'<a href="{html.escape(m["source_url"])}" target="_blank" '
+                               f'title="{html.escape(m["source"])}">source</a></div>')
                 cells.append(w.VBox([img, label], layout=w.Layout(width=f"{self.thumb_px + 12}px")))
         except Exception as exc:  # a catalogued photo that vanished, say
             log.exception("drawing results failed")
@@ -350,11 +429,19 @@ class LookalikeSearch(_View):
         self.grid.children = tuple(cells)
         if shown.empty:
             nearest = df["distance"].min() if len(df) else float("nan")
-            self._say(f"No catalogued face within distance {self.threshold.value:.2f} (the nearest is "
+            self._say(f"{self._faces_note()}No catalogued face within distance {self.threshold.value:.2f} (the nearest is "
                       f"{nearest:.3f}); raise the max distance to see more.", _WARN)
         elif len(self._found) <= 1:
             self._say(f"{len(shown)} match{'es' if len(shown) != 1 else ''} within distance "
                       f"{self.threshold.value:.2f}, nearest first.", _INFO)
+
+
+def _csv_link(df, name: str = "lookalikes.csv") -> str:
+    import base64
+
+    data = base64.b64encode(df.to_csv(index=False).encode()).decode()
+    return (f'<a class="iffse-csv" download="{name}" href="data:text/csv;base64,{data}">'
+            f'Export these {len(df)} results as CSV</a>')
 
 
 def landmark_browser(catalog, **kwargs) -> LandmarkBrowser:

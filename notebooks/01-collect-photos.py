@@ -29,7 +29,7 @@ from iffse_lib.catalog import Catalog
 # %% tags=["parameters"]
 DATA_DIR = None             # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
 SOURCE = "lfw"              # lfw, folder or instagram
-LFW_DIR = None              # None: IFFSE_LFW_DIR, else LFW is downloaded through scikit-learn
+LFW_DIR = None              # None: IFFSE_LFW_DIR (`make lab` sets it as `make demo` finds LFW), else scikit-learn's download
 FOLDER = None               # folder source: a folder of photos
 IDENTITY_FROM_FOLDER = True # folder source: people/NAME/photo.jpg gives the identity NAME
 INSTAGRAM_TAGS = "selfie"   # instagram source: hashtags, without the hash sign
@@ -54,9 +54,9 @@ figures = plots.figures_dir(FIGURES_DIR, cat)
 # %%
 if SOURCE == "lfw":
     from iffse_lib import pipeline
-    from iffse_lib.sources.lfw import LFWSource
+    from iffse_lib.sources.lfw import LFWSource, lfw_folder
 
-    collected = pipeline.collect(cat, LFWSource(LFW_DIR, limit=MAX_PHOTOS))
+    collected = pipeline.collect(cat, LFWSource(lfw_folder(LFW_DIR, parameter="LFW_DIR"), limit=MAX_PHOTOS))
 elif SOURCE == "folder":
     from iffse_lib import pipeline
     from iffse_lib.sources.folder import FolderSource

@@ -28,7 +28,7 @@ from iffse_lib.catalog import Catalog
 # %% tags=["parameters"]
 DATA_DIR = None       # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
 N_EXAMPLES = 3        # photos drawn with their landmarks
-MAX_BROWSE = 500      # photos in the browser widget
+MAX_BROWSE = None     # photos in the browser widget (None: every photo)
 UPSAMPLE = 1          # HOG upsampling for photos detected here (1 finds faces down to ~40 px)
 FIGURES_DIR = None    # None: <DATA_DIR>/figures
 SEED = 0

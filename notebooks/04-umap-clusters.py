@@ -22,7 +22,7 @@
 # person, *completeness* how well each person stays in one cluster.
 
 # %%
-from iffse_lib import plots, reduce
+from iffse_lib import plots, reduce, widgets_clusters
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 
@@ -44,8 +44,9 @@ model = get_embedder().model_tag
 faces = cat.faces(model)
 face_ids, vectors = cat.vectors(model)
 faces = faces.set_index("face_id").loc[face_ids].reset_index()
-identities = faces["identity"].fillna("?").to_numpy()
-print(f"{len(vectors):,} vectors of {model}, {len(set(identities)):,} identities")
+identities = faces["identity"].to_numpy()  # None: a bystander (labels name a photo's subject face)
+print(f"{len(vectors):,} vectors of {model}, {len(set(identities[reduce.labelled(identities)])):,} identities, "
+      f"{(~reduce.labelled(identities)).sum():,} unlabelled faces")
 
 # %% [markdown]
 # ## UMAP
@@ -82,3 +83,11 @@ scores
 fig = plots.cluster_gallery(faces, labels)
 print(plots.save(fig, figures, "04-clusters"))
 fig
+
+# %% [markdown]
+# ## Every cluster, one by one
+# Largest or least pure first: the cluster's faces (black: its majority person; red: someone
+# else; grey: unlabelled), its purity, where its person splits into other clusters and who merged in.
+
+# %%
+widgets_clusters.ClusterBrowser(faces, labels)

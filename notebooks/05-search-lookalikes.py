@@ -22,7 +22,7 @@
 # (max distance; 0.6 is dlib's same-person threshold).
 
 # %%
-from iffse_lib import plots, widgets
+from iffse_lib import compare, plots, plots_compare, reduce, widgets, widgets_compare
 from iffse_lib.catalog import Catalog
 from iffse_lib.search import Searcher
 
@@ -32,6 +32,7 @@ QUERY_PHOTO = None     # a photo to search with; None: a catalogued face of the 
 K = 10
 THRESHOLD = 0.6
 FIGURES_DIR = None     # None: <DATA_DIR>/figures
+OCCLUSION_PATCH = 30   # compare: side in pixels of the squares greyed out on the 150 px chips
 
 # %%
 cat = Catalog(DATA_DIR, readonly=True)  # a reader: runs while `iffse index` writes
@@ -60,7 +61,36 @@ print(plots.save(fig, figures, "05-results"))
 fig
 
 # %% [markdown]
-# ## Interactive search
+# ## Compare two faces, and why they match
+# The two nearest matches of the search above: photo crops with landmarks, the aligned chips, the
+# distance against the threshold among the catalogue's same-person and different-person
+# distances, and the occlusion map: each square of a chip greyed out in turn, all copies
+# embedded in one batch; red squares held the likeness (greying them raises the distance).
 
 # %%
-widgets.LookalikeSearch(cat, searcher=searcher, k=K, threshold=THRESHOLD)
+if len(matches) >= 2:
+    face_ids, vectors = cat.vectors(searcher.index.model_tag)
+    labels = cat.faces(searcher.index.model_tag).set_index("face_id").loc[face_ids, "identity"].to_numpy()
+    same, different = reduce.pair_distances(vectors, labels)
+    pair = compare.compare_faces(cat, int(matches["face_id"].iloc[0]), int(matches["face_id"].iloc[1]), stored=True,
+                                 occlusion_patch=OCCLUSION_PATCH, threshold=THRESHOLD, same=same, different=different)
+    print(pair.summary())
+    fig = plots_compare.comparison(pair, same, different)
+    print(plots.save(fig, figures, "05-compare"))
+    display(fig)
+
+# %% [markdown]
+# ## Interactive search
+# Results out: `search.results` is the DataFrame of the matches on show (with each face's
+# identity, `same` when the query face is labelled, `source`, `photo_url`, `source_url`); the
+# link under the grid downloads it as CSV, and `search.to_csv(path)` writes it.
+
+# %%
+search = widgets.LookalikeSearch(cat, searcher=searcher, k=K, threshold=THRESHOLD)
+search
+
+# %% [markdown]
+# Any two faces, compared the same way: pick them by name; tick the box for the occlusion map.
+
+# %%
+widgets_compare.FaceCompare(cat, threshold=THRESHOLD, occlusion_patch=OCCLUSION_PATCH)

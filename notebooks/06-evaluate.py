@@ -28,9 +28,10 @@
 #
 # Reads the catalogue of notebook 03 (its vectors are reused where they were made with the same
 # detector and embedder settings; the rest are computed through the pipeline's own detect,
-# landmark and chip steps) and writes the pairs file, the figures and the figures' numbers (JSON)
-# under `<DATA_DIR>/evaluation`. The last section compares test-time augmentations on the same
-# pairs (README, "Choosing the landmarks and the augmentation").
+# landmark and chip steps) and writes the pairs file and the figures' numbers (JSON) under
+# `<DATA_DIR>/evaluation`, the figures (PNG) under `<DATA_DIR>/figures` like every notebook's. The
+# last section compares test-time augmentations on the same pairs (README, "Choosing the
+# landmarks and the augmentation").
 
 # %%
 import json
@@ -39,10 +40,11 @@ from iffse_lib import evaluate, plots, plots_eval
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 from iffse_lib.faces import FaceDetector
+from iffse_lib.sources.lfw import lfw_folder
 
 # %% tags=["parameters"]
 DATA_DIR = None              # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
-LFW_DIR = None               # None: IFFSE_LFW_DIR, else LFW is downloaded through scikit-learn
+LFW_DIR = None               # None: IFFSE_LFW_DIR (`make lab` sets it as `make demo` finds LFW), else scikit-learn's download
 PAIRS_FILE = None            # None: make pairs from LFW_DIR (every same-person pair, as many different)
 MAX_SAME_PER_PERSON = None   # None: every same-person pair; a number caps the big identities
 EMBEDDER = None              # None: the default embedder; "dlib" or "torch"
@@ -52,16 +54,19 @@ TTA = "none"                 # test-time augmentation of the torch embedder: "no
 COMPARE_TTA = ["none", "flip"]  # augmentations compared on the same pairs at the end ([]: skip)
 N_WORST = 8                  # worst false matches and misses shown
 RETRIEVAL_DEPTH = 100        # ranks scored for mAP
-OUT_DIR = None               # None: <DATA_DIR>/evaluation
+OUT_DIR = None               # None: <DATA_DIR>/evaluation (pairs file, JSON)
 SEED = 0
+FIGURES_DIR = None           # None: <DATA_DIR>/figures
 
 # %%
 cat = Catalog(DATA_DIR, readonly=True)  # a reader: runs while `iffse index` writes
 out = evaluate.output_dir(OUT_DIR, cat)
+figures = plots.figures_dir(FIGURES_DIR, cat)
+lfw_dir = lfw_folder(LFW_DIR, parameter="LFW_DIR")
 embedder = get_embedder(EMBEDDER, **({"tta": TTA} if TTA != "none" else {}))
 detector = FaceDetector(DETECTOR, UPSAMPLE)
 pairs_file = PAIRS_FILE or evaluate.write_pairs(
-    evaluate.make_pairs(LFW_DIR, seed=SEED, max_same_per_person=MAX_SAME_PER_PERSON), out / "pairs.txt")
+    evaluate.make_pairs(lfw_dir, seed=SEED, max_same_per_person=MAX_SAME_PER_PERSON), out / "pairs.txt")
 pairs = evaluate.read_pairs(pairs_file)
 print(f"{pairs_file}: {len(pairs)} pairs, {pairs.attrs['n_folds']} folds of {pairs.attrs['per_fold']} + "
       f"{pairs.attrs['per_fold']}")
@@ -70,7 +75,7 @@ print(f"{pairs_file}: {len(pairs)} pairs, {pairs.attrs['n_folds']} folds of {pai
 # ## LFW verification, ten folds
 
 # %%
-result = evaluate.evaluate_lfw_pairs(pairs, lfw_dir=LFW_DIR, catalog=cat, embedder=embedder, detector=detector)
+result = evaluate.evaluate_lfw_pairs(pairs, lfw_dir=lfw_dir, catalog=cat, embedder=embedder, detector=detector)
 (out / "lfw-pairs.json").write_text(json.dumps(result.to_dict(), indent=2))
 print(result.summary())
 
@@ -81,7 +86,7 @@ print(result.summary())
 
 # %%
 fig = plots_eval.roc_curve(result)
-print(plots.save(fig, out, "06-roc"))
+print(plots.save(fig, figures, "06-roc"))
 fig
 
 # %% [markdown]
@@ -91,7 +96,7 @@ fig
 p = result.pairs
 fig = plots.distance_histograms(p.loc[p["same"], "distance"], p.loc[~p["same"], "distance"],
                                 threshold=float(result.folds.thresholds.mean()))
-print(plots.save(fig, out, "06-distances"))
+print(plots.save(fig, figures, "06-distances"))
 fig
 
 # %% [markdown]
@@ -100,7 +105,7 @@ fig
 
 # %%
 fig = plots_eval.fold_accuracy(result)
-print(plots.save(fig, out, "06-folds"))
+print(plots.save(fig, figures, "06-folds"))
 fig
 
 # %% [markdown]
@@ -110,7 +115,7 @@ fig
 
 # %%
 fig = plots_eval.pair_grid(result, result.worst("false_match", N_WORST), title="worst false matches")
-print(plots.save(fig, out, "06-false-matches"))
+print(plots.save(fig, figures, "06-false-matches"))
 fig
 
 # %% [markdown]
@@ -119,7 +124,7 @@ fig
 
 # %%
 fig = plots_eval.pair_grid(result, result.worst("miss", N_WORST), title="worst misses")
-print(plots.save(fig, out, "06-misses"))
+print(plots.save(fig, figures, "06-misses"))
 fig
 
 # %% [markdown]
@@ -141,7 +146,7 @@ print(retrieval.summary())
 
 # %%
 fig = plots_eval.retrieval_table(retrieval)
-print(plots.save(fig, out, "06-retrieval"))
+print(plots.save(fig, figures, "06-retrieval"))
 fig
 
 # %% [markdown]
@@ -152,6 +157,6 @@ fig
 # are reused.
 
 # %%
-comparison = evaluate.compare_tta(pairs, COMPARE_TTA, lfw_dir=LFW_DIR, catalog=cat, detector=detector)
+comparison = evaluate.compare_tta(pairs, COMPARE_TTA, lfw_dir=lfw_dir, catalog=cat, detector=detector)
 (out / "tta.json").write_text(comparison.to_json(orient="records", indent=2))
 comparison

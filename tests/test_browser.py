@@ -43,15 +43,18 @@ def test_search_notebook_runs_in_jupyterlab_and_shows_result_thumbnails(lab, peo
     with lab_browser.chromium() as (page, errors):
         lab_browser.open_notebook(page, lab, "05-search-lookalikes.ipynb")
         # Run all cells; the widget appears once every cell ran (it is the last one).
-        select = page.locator(".iffse-lookalikes select")
-        lab_browser.run_all_cells(page, select)
-        select.scroll_into_view_if_needed()
-        assert page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").count() == 0
+        combo = page.locator(".iffse-lookalikes input[list]")
+        lab_browser.run_all_cells(page, combo)
+        combo.scroll_into_view_if_needed()
+        assert lab_browser.cell_errors(page) == []
         # The notebook's own search (QUERY_PHOTO = None) drew its figure.
         assert page.locator(".jp-RenderedImage img").count() >= 1
-        # Pick a catalogued face of Obama in the dropdown.
-        label = select.locator("option", has_text=f"obama (photo {pick['photo_id']},").first.text_content()
-        select.select_option(label=label)
+        # Pick a catalogued face of Obama in the combobox: its list holds every face, by name.
+        options = combo.evaluate("e => [...e.list.options].map(o => o.value)")
+        assert len(options) == len(faces)
+        label = next(o for o in options if o.startswith(f"obama (photo {pick['photo_id']},"))
+        combo.fill(label)
+        combo.press("Enter")
         sizes = lab_browser.wait_for_images(page, ".iffse-results img", timeout=60)
         labels = page.locator(".iffse-results .widget-html-content").all_text_contents()
         message = page.locator(".iffse-message").first.text_content()
@@ -63,3 +66,30 @@ def test_search_notebook_runs_in_jupyterlab_and_shows_result_thumbnails(lab, peo
     assert "obama" in labels[0], labels
     assert "matches within distance" in message
     assert not errors, errors
+
+
+def test_the_driver_stops_at_a_failed_cell_with_its_traceback(tmp_path):
+    """JupyterLab 4.6 shows a traceback as stderr text: the driver tells it from other stderr
+    output and raises with it at once, instead of waiting for the last cell until the timeout."""
+    import time
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('import sys, warnings\nprint("a line on stderr", file=sys.stderr)\n'
+                                  'warnings.warn("a warning is not a failure")'),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell('raise ValueError("this cell fails on purpose")'),
+        nbformat.v4.new_code_cell("y = 2"),
+    ], metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}})
+    work = tmp_path / "lab"
+    work.mkdir()
+    nbformat.write(nb, work / "fails.ipynb")
+    with lab_browser.jupyter_lab(work, tmp_path / "jupyter") as running, lab_browser.chromium() as (page, errors):
+        lab_browser.open_notebook(page, running, "fails.ipynb")
+        t = time.monotonic()
+        with pytest.raises(RuntimeError, match="ValueError: this cell fails on purpose") as failed:
+            lab_browser.run_all_cells(page, timeout=180)
+        assert time.monotonic() - t < 150  # raised at the failure, not at the timeout
+        assert "a line on stderr" not in str(failed.value) and "a warning" not in str(failed.value)
+        assert len(lab_browser.cell_errors(page)) == 1

@@ -318,15 +318,18 @@ def test_retrieval_on_lfw(lfw_catalog):
 
 # -- notebook 06 ------------------------------------------------------------------------------------
 
-def test_notebook_06_runs_on_the_lfw_catalogue(lfw_catalog, lfw_dir, small_pairs, tmp_path):
+def test_notebook_06_runs_on_the_lfw_catalogue(lfw_catalog, lfw_dir, small_pairs, tmp_path, monkeypatch):
+    import nbformat
     import papermill
     from pathlib import Path
 
     nb = Path(__file__).resolve().parents[1] / "notebooks" / "06-evaluate.ipynb"
-    out = tmp_path / "evaluation"
+    out, figures = tmp_path / "evaluation", tmp_path / "figures"
+    # LFW_DIR = None: the folder comes from IFFSE_LFW_DIR, as `make lab` sets it.
+    monkeypatch.setenv("IFFSE_LFW_DIR", str(lfw_dir))
     papermill.execute_notebook(str(nb), str(tmp_path / "06.ipynb"), kernel_name="python3", progress_bar=False,
                                cwd=str(nb.parent), parameters={
-                                   "DATA_DIR": str(lfw_catalog.root), "LFW_DIR": str(lfw_dir),
+                                   "DATA_DIR": str(lfw_catalog.root), "FIGURES_DIR": str(figures),
                                    "PAIRS_FILE": str(small_pairs), "OUT_DIR": str(out), "N_WORST": 4})
     result = json.loads((out / "lfw-pairs.json").read_text())
     assert result["pairs"] == 40 and result["accuracy_mean"] >= 0.9
@@ -336,5 +339,16 @@ def test_notebook_06_runs_on_the_lfw_catalogue(lfw_catalog, lfw_dir, small_pairs
     assert compared["none"]["model_tag"] == "dlib-resnet-v1" and compared["flip"]["model_tag"] == "dlib-resnet-v1+flip"
     assert compared["none"]["accuracy"] == pytest.approx(result["accuracy_mean"])
     assert min(row["accuracy"] for row in compared.values()) >= 0.9
-    for name in ("06-roc", "06-distances", "06-folds", "06-false-matches", "06-misses", "06-retrieval"):
-        assert (out / f"{name}.png").stat().st_size > 3000  # a real PNG (a grid with no pairs says "none")
+    names = ("06-roc", "06-distances", "06-folds", "06-false-matches", "06-misses", "06-retrieval")
+    for name in names:
+        # Figures go where every notebook's go (README: The workbench), not beside the JSON.
+        assert (figures / f"{name}.png").stat().st_size > 3000  # a real PNG (a grid with no pairs says "none")
+        assert not (out / f"{name}.png").exists()
+    # Each figure is displayed in the notebook as a PNG (the ROC curve was only "<Figure size ...>").
+    executed = nbformat.read(tmp_path / "06.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(names)
+    assert not any(str(o.get("data", {}).get("text/plain", "")).startswith("<Figure size") and
+                   "image/png" not in o["data"] for o in outputs)
+    printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "±" in printed and "+-" not in printed

@@ -57,7 +57,7 @@ def test_same_person_top_match_on_lfw(lfw_catalog):
     df["area"] = (df["right"] - df["left"]) * (df["bottom"] - df["top"])
     main = df.sort_values("area", ascending=False).groupby("photo_id").head(1).sort_values("face_id")
     face_ids, X = lfw_catalog.vectors(pipeline.load_index(lfw_catalog).model_tag, main["face_id"])
-    identity = main.set_index("face_id").loc[face_ids, "identity"].to_numpy()
+    identity = main.set_index("face_id").loc[face_ids, "photo_identity"].to_numpy()
     multi = np.flatnonzero(np.isin(identity, [i for i, c in zip(*np.unique(identity, return_counts=True)) if c > 1]))
     pos, _ = exact_search(X[multi], X, 2)
     top = np.where(pos[:, 0] == multi, pos[:, 1], pos[:, 0])

@@ -43,6 +43,18 @@ LAB_SETTINGS = {
     "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
 }
 
+#: Where a failed cell's traceback can be: JupyterLab 4.6 renders an error output as stderr text
+#: (``data-mime-type="application/vnd.jupyter.stderr"``, like ``print(..., file=sys.stderr)``);
+#: older versions used ``application/vnd.jupyter.error``.
+OUTPUTS_WITH_ERRORS = (".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error'], "
+                       ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+#: IPython's traceback, told apart from other stderr text (warnings, logs): a rule of dashes, then
+#: the error's name and "Traceback (most recent call last)" on one line; or, for a SyntaxError,
+#: "Cell In[n], line k" and the error line last.
+IPYTHON_TRACEBACK = re.compile(r"^-{20,}\s*\n\S+\s+Traceback \(most recent call last\)"
+                               r"|\A\s*Cell In\[\d+\], line \d+.*^\w*(Error|Exception)\b[^\n]*\Z", re.M | re.S)
+
+
 class BrowserMissing(RuntimeError):
     """Chromium (or Playwright) is not installed."""
 
@@ -144,26 +156,54 @@ def open_notebook(page, lab: Lab, name: str, timeout: float = 60.0) -> None:
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout * 1000)
 
 
+def cell_errors(page) -> list[str]:
+    """The text of every traceback of a failed cell on show (see :data:`OUTPUTS_WITH_ERRORS`)."""
+    found = []
+    for output in page.locator(OUTPUTS_WITH_ERRORS).all():
+        text = output.inner_text()
+        if output.get_attribute("data-mime-type").endswith(".error") or IPYTHON_TRACEBACK.search(text.strip()):
+            found.append(text)
+    return found
+
+
 def run_all_cells(page, until=None, timeout: float = 240.0) -> None:
     """Run > Run All Cells once the kernel is idle; return when ``until`` (a locator; default: the
-    last code cell's execution count, which it gets when it has finished) is in the page. Raises RuntimeError with the traceback's text if a
-    cell fails, TimeoutError after ``timeout`` seconds.
+    last code cell's execution count, which it gets when it has finished) is in the page. Raises
+    RuntimeError with the traceback's text as soon as a cell fails (:func:`cell_errors`),
+    TimeoutError after ``timeout`` seconds.
 
     JupyterLab may first ask which kernel to start; the dialog is accepted (the notebook's own
     kernel is preselected) and the cells are run again, since a run issued before the kernel
     started does nothing.
     """
+    last_ran = page.locator(".jp-Notebook .jp-CodeCell").last.locator(
+        ".jp-InputPrompt", has_text=re.compile(r"\[\d+\]"))
     if until is None:
-        until = page.locator(".jp-Notebook .jp-CodeCell").last.locator(
-            ".jp-InputPrompt", has_text=re.compile(r"\[\d+\]"))
+        until = last_ran
     select_kernel = page.locator(".jp-Dialog .jp-mod-accept")
     idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-    failed = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    running = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt", has_text="[*]")
+    started = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
     deadline = time.monotonic() + timeout
     ran = False
+    ran_at = 0.0
+    stopped_since, reruns = None, 0
     while until.count() == 0:
-        if failed.count():
-            raise RuntimeError("a cell failed:\n" + failed.first.inner_text()[-3000:])
+        errors = cell_errors(page)
+        if errors:
+            raise RuntimeError("a cell failed:\n" + errors[0][-3000:])
+        # A run that stopped (kernel idle, nothing running, the last cell not reached) without a
+        # traceback on show: a Run All issued while the kernel was still connecting runs only the
+        # first cell; run all again (twice at most), then say so rather than wait for the timeout.
+        if (ran and started.count() and idle.count() and not running.count() and not last_ran.count()
+                and not select_kernel.count()):
+            stopped_since = stopped_since or time.monotonic()
+            if time.monotonic() - stopped_since > 8:
+                if reruns >= 2:
+                    raise RuntimeError("the run stopped before the last cell, with no traceback on show")
+                reruns, ran, stopped_since = reruns + 1, False, None
+        else:
+            stopped_since = None
         if time.monotonic() > deadline:
             raise TimeoutError(f"{until} did not appear within {timeout} s")
         if select_kernel.count():
@@ -175,7 +215,9 @@ def run_all_cells(page, until=None, timeout: float = 240.0) -> None:
                 continue
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            ran = True
+            ran, ran_at = True, time.monotonic()
+        elif ran and started.count() == 0 and time.monotonic() - ran_at > 15:
+            ran = False  # issued while the kernel was still connecting: nothing ran, run again
         page.wait_for_timeout(500)
 
 

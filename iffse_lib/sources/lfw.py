@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 _FILE_RE = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.jpg$")
 
 
-def download_lfw(data_home: str | Path | None = None) -> Path:
-    """Download LFW through scikit-learn (its standard download and cache) and return the folder."""
+def download_lfw(data_home: str | Path | None = None, parameter: str = "--lfw-dir") -> Path:
+    """Download LFW through scikit-learn (its standard download and cache) and return the folder.
+
+    ``parameter`` is what the caller sets to give a local copy instead (named in the error)."""
     try:
         import sklearn.datasets
     except ImportError:
@@ -46,11 +48,21 @@ def download_lfw(data_home: str | Path | None = None) -> Path:
             folder = Path(sklearn.datasets.get_data_home(data_home)) / "lfw_home" / "lfw_funneled"
     except (OSError, ValueError) as exc:
         raise SourceError(f"could not download LFW through scikit-learn: {exc}. "
-                          "Pass --lfw-dir or set IFFSE_LFW_DIR to a local copy.") from None
+                          f"Set {parameter} or IFFSE_LFW_DIR to a local copy of LFW.") from None
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"scikit-learn finished but {folder} is missing")
     return folder
+
+
+def lfw_folder(lfw_dir: str | Path | None = None, data_home: str | Path | None = None,
+               parameter: str = "--lfw-dir") -> Path:
+    """The LFW folder to read: ``lfw_dir``, else ``$IFFSE_LFW_DIR`` (``make lab`` and ``make demo``
+    set it to ``../shared/data/lfw`` when there is one), else scikit-learn's download. A notebook
+    passes ``parameter="LFW_DIR"`` so that a failed download names its parameter."""
+    if lfw_dir is None:
+        lfw_dir = os.environ.get("IFFSE_LFW_DIR") or None
+    return Path(lfw_dir).expanduser().resolve() if lfw_dir else download_lfw(data_home, parameter)
 
 
 class LFWSource:
@@ -60,9 +72,7 @@ class LFWSource:
 
     def __init__(self, lfw_dir: str | Path | None = None, data_home: str | Path | None = None,
                  limit: int | None = None):
-        if lfw_dir is None:
-            lfw_dir = os.environ.get("IFFSE_LFW_DIR") or None
-        self.root = Path(lfw_dir).expanduser().resolve() if lfw_dir else download_lfw(data_home)
+        self.root = lfw_folder(lfw_dir, data_home)
         if not self.root.is_dir():
             raise SourceError(f"{self.root} is not a folder (expected LFW's <Name>/<Name>_NNNN.jpg layout)")
         files = []

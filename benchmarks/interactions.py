@@ -1,0 +1,96 @@
+"""Response time of each widget interaction on a catalogue (target: 1 s or less), the way the
+browser drives them: a trait set from Python runs the same callbacks a click or a keystroke runs.
+
+    python benchmarks/interactions.py [--data data] [--repeat 5]
+
+On the demo catalogue (`make demo`: the LFW subset, 2,515 photos, 2,668 faces). Each interaction
+is timed ``--repeat`` times on different faces after one warm-up (models and index loaded, as
+in a notebook that has run); prints the median and the worst, and whether the median is within
+the target. Building each widget is timed too (once: it is not an interaction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from iffse_lib.catalog import Catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+TARGET_S = 1.0
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT / "data"))
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+
+    from iffse_lib import widgets
+    from iffse_lib.widgets_compare import FaceCompare
+
+    cat = Catalog(args.data, readonly=True)
+    rows: list[tuple[str, list[float]]] = []
+    built: list[tuple[str, float]] = []
+
+    t = time.perf_counter()
+    search = widgets.LookalikeSearch(cat)
+    built.append(("lookalike search", time.perf_counter() - t))
+    labels = list(search.face_labels)
+    picks = labels[:: max(1, len(labels) // (args.repeat + 1))][: args.repeat + 1]
+    search.pick.value = picks[0]  # warm-up: embedder, index
+    rows.append(("search: pick a face in the combobox",
+                 [timed(lambda p=p: setattr(search.pick, "value", p)) for p in picks[1:]]))
+    rows.append(("search: k slider", [timed(lambda k=k: setattr(search.k, "value", k)) for k in range(3, 3 + args.repeat)]))
+    rows.append(("search: max-distance slider",
+                 [timed(lambda v=v: setattr(search.threshold, "value", v)) for v in (0.5, 0.55, 0.6, 0.65, 0.7)[:args.repeat]]))
+    photo = SHARED / "faces" / "multi" / "facerec_obama_and_biden.jpg"
+    if photo.exists():
+        data = photo.read_bytes()
+        search.search_bytes(data, photo.name)
+        rows.append(("search: upload a photo with two faces", [timed(lambda: search.search_bytes(data, photo.name))
+                                                               for _ in range(args.repeat)]))
+        rows.append(("search: choose the other face", [timed(lambda i=i: search.choose_face(i % 2))
+                                                       for i in range(1, args.repeat + 1)]))
+
+    t = time.perf_counter()
+    browser = widgets.LandmarkBrowser(cat)
+    built.append(("landmark browser", time.perf_counter() - t))
+    n = len(browser.photos)
+    rows.append(("landmarks: slider to another photo",
+                 [timed(lambda i=i: setattr(browser.slider, "value", 1 + (i * 397) % n)) for i in range(1, args.repeat + 1)]))
+    browser.toggle.value = True
+    rows.append(("landmarks: alignment steps",
+                 [timed(lambda i=i: setattr(browser.slider, "value", 1 + (i * 211) % n)) for i in range(1, args.repeat + 1)]))
+
+    t = time.perf_counter()
+    cmp = FaceCompare(cat)
+    built.append(("face compare", time.perf_counter() - t))
+    cmp.pick_a.value, cmp.pick_b.value = picks[0], picks[1]  # warm-up
+    # One interaction: another face B picked (face A stays).
+    rows.append(("compare: pick another face B",
+                 [timed(lambda p=p: setattr(cmp.pick_b, "value", p)) for p in picks[2:] + picks[:1]][:args.repeat]))
+    rows.append(("compare: tick the occlusion map", [timed(lambda: setattr(cmp.occlusion, "value", True))]))
+    rows.append(("compare: pick another face B, occlusion map on",
+                 [timed(lambda p=p: setattr(cmp.pick_b, "value", p)) for p in picks[1:]][:args.repeat]))
+
+    print(f"catalogue {cat.root}: {cat.counts()['photos']:,} photos, {cat.counts()['faces']:,} faces")
+    for name, s in built:
+        print(f"  build {name:<36} {s:7.2f} s")
+    print(f"{'interaction':<44} {'median':>8} {'worst':>8}  target {TARGET_S:.1f} s")
+    for name, times in rows:
+        med = statistics.median(times)
+        print(f"{name:<44} {med:8.3f} {max(times):8.3f}  {'ok' if med <= TARGET_S else 'SLOWER'}")
+
+
+if __name__ == "__main__":
+    main()

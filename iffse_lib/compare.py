@@ -1,0 +1,142 @@
+"""Two faces side by side: their distance against the threshold, its place among same-person and
+different-person distances, and an occlusion map of why they match.
+
+**Occlusion map.** Each aligned chip is cut into a grid of square patches; for every patch, a copy
+of the chip with that patch greyed out is embedded (both faces' copies in one batch), and its
+distance to the *other* face's vector is compared with the distance of the two whole chips. A
+patch whose greying raises the distance held the likeness (red on the map); one that lowers it
+held a difference (blue). The map says which regions of each face the embedder's verdict rests on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import config
+
+#: The grey an occluded patch is filled with (the chip's mid level).
+GREY = 128
+
+
+@dataclass
+class FaceSide:
+    """One face of a comparison: its catalogue row, photo crop landmarks, chip and vector."""
+
+    face_id: int
+    label: str
+    photo: np.ndarray        # the photo the face is in (RGB)
+    box: object              # records.Box
+    landmarks: np.ndarray    # (68, 2) in the photo
+    chip: np.ndarray         # (150, 150, 3) aligned chip, the embedder's input
+    vector: np.ndarray
+    occlusion: np.ndarray | None = None  # (rows, cols) distance change per greyed patch
+
+
+@dataclass
+class Comparison:
+    a: FaceSide
+    b: FaceSide
+    distance: float
+    threshold: float
+    patch: int = 0
+    #: share of same-person pairs farther apart, and of different-person pairs closer (None without them)
+    same_farther: float | None = None
+    different_closer: float | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def same(self) -> bool:
+        """The embedder's verdict at the threshold."""
+        return self.distance <= self.threshold
+
+    def summary(self) -> str:
+        verdict = "the same person" if self.same else "different people"
+        text = f"distance {self.distance:.3f} {'≤' if self.same else '>'} threshold {self.threshold:.2f}: {verdict}"
+        if self.same_farther is not None:
+            text += (f"; {100 * self.same_farther:.1f} % of same-person pairs are farther apart, "
+                     f"{100 * self.different_closer:.1f} % of different-person pairs closer")
+        return text
+
+
+def occlusion_chips(chip: np.ndarray, patch: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Copies of ``chip`` with one ``patch`` x ``patch`` square greyed out each, row by row; and the grid's shape."""
+    h, w = chip.shape[:2]
+    rows, cols = -(-h // patch), -(-w // patch)
+    out = np.repeat(chip[None], rows * cols, axis=0)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * cols + c, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = GREY
+    return out, (rows, cols)
+
+
+def side(catalog, face_id: int, label: str | None = None, model: str | None = None) -> FaceSide:
+    """A catalogued face, aligned as the pipeline aligns it. ``label``: its name (default: looked
+    up); ``model``: take its stored vector of that model instead of embedding the chip again."""
+    from . import faces
+    from .images import load_image
+
+    face = catalog.face(int(face_id))
+    photo = load_image(catalog.photo_path(face.photo_id))
+    if label is None:
+        ident = catalog.faces().set_index("face_id").loc[int(face_id), "identity"]
+        label = ident if isinstance(ident, str) else f"face {face_id}"
+    chip = faces.face_chips(photo, [face.landmarks])[0]
+    vector = np.zeros(0, np.float32)
+    if model is not None:
+        ids, vectors = catalog.vectors(model, [int(face_id)])
+        if len(ids):
+            vector = np.asarray(vectors[0], np.float32)
+    return FaceSide(int(face_id), label, photo, face.box, face.landmarks, chip, vector)
+
+
+def compare(a: FaceSide, b: FaceSide, embedder=None, threshold: float = config.DEFAULT_THRESHOLD,
+            occlusion_patch: int | None = 25, same: np.ndarray | None = None,
+            different: np.ndarray | None = None) -> Comparison:
+    """Compare two faces. A side without a vector (see :func:`side`) has its chip embedded; with
+    ``occlusion_patch``, every greyed copy of both chips is embedded too, all in ONE batch.
+    ``same`` / ``different``: distances of same-person and different-person pairs
+    (:func:`iffse_lib.reduce.pair_distances`) to place this one among."""
+    import time
+
+    from .embed import get_embedder
+
+    embedder = embedder or get_embedder()
+    fresh = [s for s in (a, b) if len(s.vector) == 0]
+    chips = [s.chip[None] for s in fresh]
+    grid = (0, 0)
+    if occlusion_patch:
+        occ_a, grid = occlusion_chips(a.chip, occlusion_patch)
+        occ_b, _ = occlusion_chips(b.chip, occlusion_patch)
+        chips += [occ_a, occ_b]
+    t = time.perf_counter()
+    vectors = embedder.embed(np.concatenate(chips)) if chips else np.zeros((0, 0), np.float32)
+    embed_s = time.perf_counter() - t
+    for i, s in enumerate(fresh):
+        s.vector = vectors[i]
+    distance = float(np.linalg.norm(a.vector - b.vector))
+    if occlusion_patch:
+        n, k = grid[0] * grid[1], len(fresh)
+        va, vb = vectors[k:k + n], vectors[k + n:k + 2 * n]
+        a.occlusion = (np.linalg.norm(va - b.vector, axis=1) - distance).reshape(grid)
+        b.occlusion = (np.linalg.norm(vb - a.vector, axis=1) - distance).reshape(grid)
+    out = Comparison(a, b, distance, float(threshold), occlusion_patch or 0,
+                     timings={"embed_s": embed_s, "chips": int(sum(len(c) for c in chips))})
+    if same is not None and different is not None and len(same) and len(different):
+        out.same_farther = float(np.mean(np.asarray(same) > distance))
+        out.different_closer = float(np.mean(np.asarray(different) < distance))
+    return out
+
+
+def compare_faces(catalog, face_a: int, face_b: int, stored: bool = False, labels: dict | None = None,
+                  **kwargs) -> Comparison:
+    """:func:`compare` two catalogued faces by id; ``stored``: use their stored vectors of the
+    embedder's model (only the occluded copies are embedded); ``labels``: face id -> name."""
+    from .embed import get_embedder
+
+    kwargs["embedder"] = kwargs.get("embedder") or get_embedder()
+    model = kwargs["embedder"].model_tag if stored else None
+    labels = labels or {}
+    return compare(side(catalog, face_a, labels.get(face_a), model), side(catalog, face_b, labels.get(face_b), model),
+                   **kwargs)

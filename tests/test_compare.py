@@ -1,0 +1,96 @@
+"""Comparing two faces, and the occlusion map of why they match (iffse_lib/compare.py), on the
+people photos; the widget is driven through its ipywidgets traits, as the browser drives it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iffse_lib import compare, plots_compare
+from iffse_lib.embed import get_embedder
+from iffse_lib.widgets_compare import FaceCompare
+
+
+class CountingEmbedder:
+    """The default embedder, counting its calls and chips."""
+
+    def __init__(self):
+        self.inner = get_embedder()
+        self.model_tag, self.dim = self.inner.model_tag, self.inner.dim
+        self.calls = []
+
+    def embed(self, chips):
+        self.calls.append(len(chips))
+        return self.inner.embed(chips)
+
+
+def _faces_of(catalog, name):
+    faces = catalog.faces()
+    return faces[faces["identity"] == name]["face_id"].tolist()
+
+
+def test_two_photos_of_one_person_match_and_two_people_do_not(people_catalog):
+    obama, biden = _faces_of(people_catalog, "obama"), _faces_of(people_catalog, "biden")
+    embedder = get_embedder()
+    same = compare.compare_faces(people_catalog, obama[0], obama[1], embedder=embedder, occlusion_patch=None)
+    other = compare.compare_faces(people_catalog, obama[0], biden[0], embedder=embedder, occlusion_patch=None)
+    assert same.same and same.distance < 0.6 < other.distance and not other.same
+    assert same.a.occlusion is None
+    # The chips are aligned as the pipeline aligns them: the vectors are the catalogue's.
+    ids, vectors = people_catalog.vectors(embedder.model_tag)
+    stored = vectors[list(ids).index(obama[0])]
+    assert np.linalg.norm(same.a.vector - stored) < 1e-3
+    assert "the same person" in same.summary() and "different people" in other.summary()
+
+
+def test_the_occlusion_map_embeds_every_greyed_chip_in_one_batch(people_catalog):
+    obama = _faces_of(people_catalog, "obama")
+    embedder = CountingEmbedder()
+    cmp = compare.compare_faces(people_catalog, obama[0], obama[1], embedder=embedder, occlusion_patch=30)
+    assert embedder.calls == [2 + 2 * 25]  # both chips and 5 x 5 greyed copies of each, one call
+    # With the stored vectors, only the greyed copies are embedded, still in one call, to the same map.
+    again = compare.compare_faces(people_catalog, obama[0], obama[1], embedder=embedder, occlusion_patch=30,
+                                  stored=True)
+    assert embedder.calls[1:] == [2 * 25] and abs(again.distance - cmp.distance) < 1e-3
+    assert np.abs(again.a.occlusion - cmp.a.occlusion).max() < 2e-3
+    for s in (cmp.a, cmp.b):
+        assert s.occlusion.shape == (5, 5)
+        # Greying the middle of the face (eyes, nose, mouth) moves the distance more than any
+        # border patch (background, hair, chin edge).
+        inner = np.abs(s.occlusion[1:4, 1:4]).max()
+        border = np.abs(np.concatenate([s.occlusion[0], s.occlusion[-1], s.occlusion[:, 0], s.occlusion[:, -1]])).max()
+        assert inner > border and inner > 0.01, s.occlusion.round(3)
+    # A greyed copy differs from the chip in its patch only.
+    copies, grid = compare.occlusion_chips(cmp.a.chip, 30)
+    assert grid == (5, 5) and (copies[7, 30:60, 60:90] == compare.GREY).all()
+    assert (copies[7, :30] == cmp.a.chip[:30]).all()
+    fig = plots_compare.comparison(cmp, np.array([0.3, 0.4]), np.array([0.8, 0.9]))
+    assert len(fig.axes) == 8  # 2 x (crop, chip, map), the distances, the colour bar
+
+
+@pytest.fixture(scope="module")
+def view(people_catalog):
+    return FaceCompare(people_catalog)
+
+
+def test_the_compare_widget_draws_two_picked_faces(view, people_catalog):
+    labels = {v: k for k, v in view.face_labels.items()}
+    obama, biden = _faces_of(people_catalog, "obama"), _faces_of(people_catalog, "biden")
+    view.pick_a.value = labels[obama[0]]
+    assert view.comparison is None and view.image.layout.display == "none"  # one face: nothing yet
+    view.pick_b.value = labels[obama[1]]
+    assert view.comparison.same and "the same person" in view.message_text
+    assert "% of same-person pairs are farther apart" in view.message_text  # placed among the catalogue's pairs
+    png = Image.open(io.BytesIO(view.image.value))
+    assert png.width > 600 and view.image.layout.display is None
+    view.occlusion.value = True  # why they match
+    assert view.comparison.a.occlusion is not None and view.comparison.a.occlusion.shape == (5, 5)
+    view.threshold.value = round(view.comparison.distance - 0.04, 2)  # below their distance
+    assert not view.comparison.same and "different people" in view.message_text
+    view.threshold.value = 0.6
+    view.occlusion.value = False
+    view.pick_b.value = labels[biden[0]]
+    assert not view.comparison.same and view.comparison.b.label == "biden"
