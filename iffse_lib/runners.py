@@ -136,8 +136,10 @@ class ProcessPool:
 
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["iffse_lib.runners", *self.preload])
+        library = logging.getLogger("iffse_lib")
+        level = library.getEffectiveLevel() if library.hasHandlers() else None
         self._pool = ProcessPoolExecutor(self.slots, mp_context=ctx, initializer=_start_worker,
-                                         initargs=(os.getpid(),))
+                                         initargs=(os.getpid(), level))
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
@@ -168,9 +170,13 @@ class ProcessPool:
 
 # -- in each worker process -------------------------------------------------------------------
 
-def _start_worker(parent_pid: int) -> None:
-    """Set up a pool worker: one thread per pool, Ctrl-C left to the parent, death with the parent."""
+def _start_worker(parent_pid: int, log_level: int | None = None) -> None:
+    """Set up a pool worker: one thread per pool, Ctrl-C left to the parent, death with the parent,
+    and the parent's log level (``iffse -v``) for the library's log lines, on stderr."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log_level is not None:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        logging.getLogger("iffse_lib").setLevel(log_level)
     _die_with_parent(parent_pid)
     limit_threads(1)
 

@@ -117,5 +117,6 @@ def small_copy(small_catalog, tmp_path):
     import shutil
 
     dest = tmp_path / "data"
-    shutil.copytree(small_catalog, dest)
+    # Readers of the shared catalogue leave SQLite's empty -wal and its -shm beside it: not data.
+    shutil.copytree(small_catalog, dest, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
     return dest
