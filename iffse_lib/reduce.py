@@ -194,8 +194,13 @@ def cluster_scores(identities: Sequence, labels: Sequence) -> dict[str, float]:
 
 def labelled(identities: Sequence) -> np.ndarray:
     """Boolean mask of the faces that carry an identity (a non-empty string; None and NaN are
-    unlabelled faces, e.g. bystanders in a labelled photo)."""
-    return np.array([isinstance(i, str) and i != "" for i in identities], dtype=bool)
+    unlabelled faces, e.g. bystanders in a labelled photo; numbers are labels too)."""
+    def is_label(i) -> bool:
+        if i is None or (isinstance(i, (float, np.floating)) and np.isnan(i)):
+            return False
+        return str(i) != ""
+
+    return np.array([is_label(i) for i in identities], dtype=bool)
 
 
 def pair_distances(vectors: np.ndarray, identities: Sequence, max_pairs: int = 20000,
