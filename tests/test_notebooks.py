@@ -130,7 +130,7 @@ def test_03_embed_and_index(data):
     # Only subject faces are labelled: bystanders no longer make "same person" pairs (12.2 % before).
     m = re.search(r"same person rejected ([\d.]+) %", text)
     assert m and float(m[1]) <= 2.0, text
-    from iffse_lib.index import ANNOY_SEARCH_K_FACTOR
+    from iffse_lib.index_backends import ANNOY_SEARCH_K_FACTOR
 
     m = re.search(r"recall@10 at Annoy's own search_k \((\d+)\): ([\d.]+)", text)
     assert m and int(m[1]) == 50 * 10 and float(m[2]) >= 0.85, text
