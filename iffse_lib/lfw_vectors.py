@@ -15,7 +15,6 @@ predictor runs in :data:`FALLBACK_BOX` and the chip is cut as from a HOG box.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import config
+from . import config, labels
+from .labels import central_index  # noqa: F401  (importable from here and from evaluate)
 from .errors import IffseError
 
 #: The fixed box, as fractions of the photo's width and height (left, top, right, bottom), in which
@@ -47,27 +47,10 @@ class PhotoMissing(IffseError):
 
 # -- the subject of a photo ----------------------------------------------------------------------
 
-def central_index(boxes: Iterable, width: int, height: int) -> int:
-    """Index of the box whose centre is nearest the image centre (ties: the earlier, i.e. larger)."""
-    cx, cy = width / 2.0, height / 2.0
-    best, best_d = -1, math.inf
-    for i, b in enumerate(boxes):
-        bx, by = (b.left + b.right) / 2.0, (b.top + b.bottom) / 2.0
-        dist = (bx - cx) ** 2 + (by - cy) ** 2
-        if dist < best_d:
-            best, best_d = i, dist
-    return best
-
-
 def subject_index(boxes: Iterable, width: int, height: int) -> int:
     """LFW's subject: the face nearest the image centre, provided its box covers the centre; -1 if
     there is no such face (none detected, or only bystanders, the subject being missed)."""
-    boxes = list(boxes)
-    i = central_index(boxes, width, height)
-    if i < 0:
-        return -1
-    b = boxes[i]
-    return i if b.left <= width / 2.0 < b.right and b.top <= height / 2.0 < b.bottom else -1
+    return labels.subject_index(boxes, width, height, source_kind="lfw")
 
 
 def fallback_box(width: int, height: int, box: tuple[float, float, float, float] = FALLBACK_BOX):
