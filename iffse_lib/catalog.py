@@ -929,14 +929,20 @@ class Catalog:
                "f.detector, f.identity, p.identity AS photo_identity, p.path, p.source_kind, p.source_id{extra} "
                "FROM faces f "
                "JOIN photos p ON p.id = f.photo_id {join} ORDER BY f.id")
-        if model is None:
-            df = pd.read_sql_query(sql.format(extra="", join=""), self.db)
-        else:
-            df = pd.read_sql_query(sql.format(extra=", v.row", join="JOIN vectors v ON v.face_id = f.id AND v.model = ?"),
-                                   self.db, params=(model,))
+        df = self._faces_query(sql, model)
         df["landmarks"] = [np.frombuffer(b, "<f4").reshape(68, 2) for b in df["landmarks"]]
         df["path"] = [str(self.root / p) for p in df["path"]]
         return df
+
+    def _faces_query(self, sql: str, model: str | None) -> pd.DataFrame:
+        """``sql`` (with ``{extra}`` and ``{join}``) as a DataFrame; with ``model``, only faces that
+        have a vector of that model, with a ``row`` column."""
+        import pandas as pd
+
+        if model is None:
+            return pd.read_sql_query(sql.format(extra="", join=""), self.db)
+        return pd.read_sql_query(sql.format(extra=", v.row", join="JOIN vectors v ON v.face_id = f.id AND v.model = ?"),
+                                 self.db, params=(model,))
 
     def _faces_v2(self, model: str | None) -> pd.DataFrame:
         """:meth:`faces` of a schema-2 catalogue opened read-only: the face labels computed as the
@@ -948,11 +954,7 @@ class Catalog:
         sql = ("SELECT f.id AS face_id, f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, f.score, f.landmarks, "
                "f.detector, p.identity AS photo_identity, p.path, p.source_kind, p.source_id, p.width, p.height{extra} "
                "FROM faces f JOIN photos p ON p.id = f.photo_id {join} ORDER BY f.id")
-        if model is None:
-            df = pd.read_sql_query(sql.format(extra="", join=""), self.db)
-        else:
-            df = pd.read_sql_query(sql.format(extra=", v.row", join="JOIN vectors v ON v.face_id = f.id AND v.model = ?"),
-                                   self.db, params=(model,))
+        df = self._faces_query(sql, model)
         label: dict[int, str] = {}
         for _, g in pd.read_sql_query(
                 "SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, p.identity, p.width, p.height, "

@@ -19,7 +19,6 @@ be rebuilt: check names the photo and the command that removes it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .catalog import Catalog
 from .errors import IffseError
+from .models import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,6 @@ class Finding:
         return text + (f"  -> {self.fix}" if self.fix and not self.ok and not self.repaired else "")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_photos(cat: Catalog, repair: bool, progress: bool) -> list[Finding]:
     bad: list[int] = []
     owned = set()
@@ -67,7 +59,7 @@ def check_photos(cat: Catalog, repair: bool, progress: bool) -> list[Finding]:
     for photo_id, sha, path in tqdm(files, desc="check photos", unit="photo", disable=not progress):
         owned.add(path)
         try:
-            if _sha256(path) != sha:
+            if sha256_file(path) != sha:
                 bad.append(photo_id)
         except OSError:
             bad.append(photo_id)
