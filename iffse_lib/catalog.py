@@ -918,8 +918,6 @@ class Catalog:
         other faces of the photo (bystanders; :mod:`iffse_lib.labels`); ``photo_identity`` is the
         photo's. With ``model``, only faces that have a vector of that model, with a ``row`` column.
         """
-        import pandas as pd
-
         if int(self.get_meta("schema_version", "0")) < 3:  # read-only, not upgraded yet
             df = self._faces_v2(model)
             df["landmarks"] = [np.frombuffer(b, "<f4").reshape(68, 2) for b in df["landmarks"]]
