@@ -328,11 +328,14 @@ def cmd_evaluate_retrieval(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data", type=Path, default=config.DATA_DIR, help="catalogue folder (default: %(default)s)")
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
+    # SUPPRESS: a subcommand's default does not undo `iffse --data X index` or `iffse -v index`
+    # (main fills in the defaults).
+    common.add_argument("--data", type=Path, default=argparse.SUPPRESS,
+                        help=f"catalogue folder (default: {config.DATA_DIR})")
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or summaries")
     common.add_argument("--no-wait", action="store_true", default=argparse.SUPPRESS,
                         help="when another process is writing the catalogue, exit (status 1) instead of waiting")
-    # SUPPRESS: a subcommand's default does not undo `iffse -v index` (main fills in the defaults).
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print one JSON document (counts, timings, paths) instead of text")
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
@@ -494,9 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     make_pairs.add_argument("--max-per-fold", type=positive_int, default=None, help="cap on each kind of pair per fold")
     make_pairs.set_defaults(func=cmd_evaluate_make_pairs)
     optional_data = argparse.ArgumentParser(add_help=False)
-    optional_data.add_argument("--data", type=Path, default=None,
+    optional_data.add_argument("--data", type=Path, default=argparse.SUPPRESS,
                                help="a catalogue holding the LFW photos: reuse its vectors (default: compute all)")
-    optional_data.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    optional_data.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                               help="no progress bars")
     optional_data.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                                help="log what happens on stderr: -v steps, -vv details")
     lfw_pairs = esub.add_parser("lfw-pairs", help="LFW's ten-fold verification protocol", parents=[optional_data])
@@ -505,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     lfw_pairs.add_argument("--json", action="store_true", help="print JSON")
     embedder_option(lfw_pairs)
     device_options(lfw_pairs, "only a catalogue's vectors of that tag are reused", "hog")
-    lfw_pairs.set_defaults(func=cmd_evaluate_lfw_pairs)
+    lfw_pairs.set_defaults(func=cmd_evaluate_lfw_pairs, default_data=None)
     retrieval = esub.add_parser("retrieval", help="precision@1, @5 and mAP, exact search vs the index",
                                 parents=[common])
     retrieval.add_argument("--depth", type=bounded(int, 1, MAX_K), default=100,
@@ -520,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.data = getattr(args, "data", getattr(args, "default_data", config.DATA_DIR))
+    args.quiet = getattr(args, "quiet", False)
     args.json = getattr(args, "json", False)
     args.verbose = getattr(args, "verbose", 0)
     _setup_logging(args)
