@@ -93,3 +93,15 @@ def test_demo_prints_json(tmp_path):
     assert doc["collect"]["stored"] == 24 and doc["counts"]["photos"] == 24
     assert doc["build_index"]["faces"] == doc["counts"]["faces"] > 20
     assert [m["rank"] for m in doc["search"]["matches"]] == [1, 2, 3, 4, 5]
+
+
+def test_common_options_work_before_and_after_the_subcommand(tmp_path):
+    """`iffse --data X --quiet collect folder …` and `iffse collect folder … --data X -q` mean the
+    same: the subcommand's defaults do not undo options given before it."""
+    before, after = tmp_path / "before", tmp_path / "after"
+    people = FACES / "people" / "angelina_jolie"
+    out = _iffse("--data", before, "--quiet", "collect", "folder", people)
+    assert out.stdout == "" and out.stderr == ""
+    _iffse("collect", "folder", people, "--data", after, "-q")
+    counts = [_document(_iffse("--data", d, "--json", "stats")) for d in (before, after)]
+    assert counts[0]["photos"] == counts[1]["photos"] == len(list(people.iterdir())) > 0
