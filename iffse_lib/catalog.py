@@ -48,9 +48,10 @@ from urllib.parse import quote
 import numpy as np
 
 from . import config
-from .errors import CatalogDamaged, CatalogError, CatalogLocked, DiskFull, IffseError, ModelMismatch
+from .errors import CatalogDamaged, CatalogError, CatalogLocked, IffseError, ModelMismatch
+from .labels import subject_labels
 from .records import Box, Detection, Face, PhotoRecord
-from .storage import VectorFile, WriterLock, disk_errors, fsync_dir
+from .storage import VectorFile, WriterLock, check_data_folder, disk_errors, sqlite_errors, write_atomically
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,9 +154,7 @@ CREATE TABLE IF NOT EXISTS crawl_state (
 def _label_subjects(db: sqlite3.Connection, photo_ids: Iterable[int] | None = None) -> None:
     """Set ``faces.identity``: a labelled photo's identity on its subject face only (the rule of
     :mod:`iffse_lib.labels`), NULL on every other face; for ``photo_ids``, or every photo."""
-    from .labels import subject_index
-
-    sql = ("SELECT p.id, p.identity, p.width, p.height, p.source_kind, f.id, f.left, f.top, f.right, f.bottom "
+    sql = ("SELECT f.id, p.id, p.identity, p.width, p.height, p.source_kind, f.left, f.top, f.right, f.bottom "
            "FROM photos p JOIN faces f ON f.photo_id = p.id {where} ORDER BY p.id, f.idx")
     if photo_ids is None:
         rows = db.execute(sql.format(where="")).fetchall()
@@ -165,15 +164,8 @@ def _label_subjects(db: sqlite3.Connection, photo_ids: Iterable[int] | None = No
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
             rows += db.execute(sql.format(where=f"WHERE p.id IN ({','.join('?' * len(part))})"), part).fetchall()
-    by_photo: dict[int, list] = {}
-    for r in rows:
-        by_photo.setdefault(r[0], []).append(r)
-    updates = []
-    for faces in by_photo.values():
-        _, identity, width, height, kind = faces[0][:5]
-        i = subject_index([Box(*r[6:10]) for r in faces], width, height, kind) if identity else -1
-        updates += [(identity if j == i else None, r[5]) for j, r in enumerate(faces)]
-    db.executemany("UPDATE faces SET identity=? WHERE id=?", updates)
+    db.executemany("UPDATE faces SET identity=? WHERE id=?",
+                   [(label, face_id) for face_id, label in subject_labels(rows).items()])
 
 
 #: schema 1 -> 2: sources remember the file's size and mtime, and whether a failure may pass;
@@ -227,17 +219,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._writer: WriterLock | None = None
         self.db = None
-        if self.root.exists() and not self.root.is_dir():
-            raise CatalogError(f"{self.root} is a file, not a catalogue folder: pass --data a folder")
-        has_db = self.db_path.is_file() and self.db_path.stat().st_size > 0
-        if not has_db and self._holds_data():
-            what = "empty" if self.db_path.exists() else "missing"
-            raise CatalogDamaged(
-                f"{self.root} holds photos or vectors but its catalog.sqlite is {what}, so it is not a new "
-                "catalogue: restore catalog.sqlite from a backup, or move the folder aside to start afresh")
-        if not has_db and (readonly or not create):
-            raise CatalogError(
-                f"no catalogue in {self.root}. Collect photos first, e.g. `iffse collect lfw --data {self.root}`.")
+        check_data_folder(self.root, self.db_path, may_create=create and not readonly)
         if not readonly:
             with disk_errors(self.root):
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -249,13 +231,6 @@ class Catalog:
             raise
 
     # -- opening ----------------------------------------------------------------------------
-    def _holds_data(self) -> bool:
-        for sub in ("raw", "vectors"):
-            folder = self.root / sub
-            if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
-                return True
-        return False
-
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly:
             return sqlite3.connect(self.db_path, timeout=60, check_same_thread=False, isolation_level=None)
@@ -369,25 +344,8 @@ class Catalog:
         return f"Catalog({str(self.root)!r}{', readonly=True' if self.readonly else ''})"
 
     # -- plumbing ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _sql_errors(self) -> Iterator[None]:
-        """SQLite's errors as one-line iffse errors: a full disk, or a damaged database."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "full" in text:
-                raise DiskFull(f"no space left to write {self.db_path} ({text}): free some space and run the same "
-                               "command again; what was committed is kept") from None
-            if "locked" in text or "busy" in text:
-                raise CatalogLocked(f"{self.db_path} stayed locked by another process ({text}); try again") from None
-            if "readonly" in text or "read-only" in text:
-                raise CatalogLocked(f"{self.db_path} cannot be written here ({text})") from None
-            raise CatalogDamaged(f"{self.db_path} cannot be read ({text}). Run `iffse check --data {self.root}`.") \
-                from None
-        except sqlite3.DatabaseError as exc:
-            raise CatalogDamaged(f"{self.db_path} is damaged ({exc}): restore it from a backup; "
-                                 f"`iffse check --data {self.root}` says more") from None
+    def _sql_errors(self) -> contextlib.AbstractContextManager:
+        return sqlite_errors(self.db_path)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -509,23 +467,7 @@ class Catalog:
         rel = f"raw/{digest[:2]}/{digest}{ext}"
         target = self.root / rel
         existing = self.query("SELECT id FROM photos WHERE sha256=?", (digest,))
-        wrote = False
-        if not existing and not target.exists():
-            with disk_errors(self.root):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.root / "tmp" / f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-                try:
-                    with open(tmp, "wb") as fh:
-                        fh.write(data)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        tmp.unlink()
-                    raise
-                os.replace(tmp, target)
-                fsync_dir(target.parent)
-                wrote = True
+        wrote = not existing and write_atomically(target, data, self.root / "tmp")
         size, mtime_ns = record.stamp or (None, None)
         try:
             with self.transaction() as db:
@@ -947,23 +889,15 @@ class Catalog:
         upgrade would store them."""
         import pandas as pd
 
-        from .labels import subject_index
-
         sql = ("SELECT f.id AS face_id, f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, f.score, f.landmarks, "
-               "f.detector, p.identity AS photo_identity, p.path, p.source_kind, p.source_id, p.width, p.height{extra} "
+               "f.detector, p.identity AS photo_identity, p.path, p.source_kind, p.source_id{extra} "
                "FROM faces f JOIN photos p ON p.id = f.photo_id {join} ORDER BY f.id")
         df = self._faces_query(sql, model)
-        label: dict[int, str] = {}
-        for _, g in pd.read_sql_query(
-                "SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, p.identity, p.width, p.height, "
-                "p.source_kind FROM faces f JOIN photos p ON p.id = f.photo_id WHERE p.identity IS NOT NULL "
-                "ORDER BY f.photo_id, f.idx", self.db).groupby("photo_id", sort=False):
-            i = subject_index([Box(*r) for r in g[["left", "top", "right", "bottom"]].itertuples(index=False)],
-                              g["width"].iat[0], g["height"].iat[0], g["source_kind"].iat[0])
-            if i >= 0:
-                label[int(g["id"].iat[i])] = g["identity"].iat[i]
+        label = subject_labels(self.query(
+            "SELECT f.id, p.id, p.identity, p.width, p.height, p.source_kind, f.left, f.top, f.right, f.bottom "
+            "FROM faces f JOIN photos p ON p.id = f.photo_id ORDER BY p.id, f.idx"))
         df.insert(10, "identity", pd.Series([label.get(int(f)) for f in df["face_id"]], index=df.index, dtype=object))
-        return df.drop(columns=["width", "height"])
+        return df
 
     def errors(self) -> pd.DataFrame:
         """Recorded errors as a pandas DataFrame."""

@@ -9,14 +9,18 @@ that person; other faces in it are bystanders. The catalogue labels one face per
   detector missed the subject and found only bystanders, no face is labelled.
 - Other photos: the face nearest the centre (a photo of a person shows them in the middle).
 
-Pure functions on boxes; :mod:`iffse_lib.catalog` applies them when faces are stored and when
-a catalogue of schema 2 (identities on photos only) is upgraded.
+Pure functions on boxes; :mod:`iffse_lib.catalog` applies :func:`subject_labels` when faces are
+stored, when a catalogue of schema 2 (identities on photos only) is upgraded, and when such a
+catalogue is read without upgrading it.
 """
 
 from __future__ import annotations
 
 import math
+from itertools import groupby
 from typing import Iterable
+
+from .records import Box
 
 
 def central_index(boxes: Iterable, width: int, height: int) -> int:
@@ -39,3 +43,17 @@ def subject_index(boxes: Iterable, width: int, height: int, source_kind: str = "
         return i
     b = boxes[i]
     return i if b.left <= width / 2.0 < b.right and b.top <= height / 2.0 < b.bottom else -1
+
+
+def subject_labels(rows: Iterable[tuple]) -> dict[int, str | None]:
+    """``{face_id: label}``: a photo's identity on its subject face, None on its other faces.
+
+    ``rows`` are ``(face_id, photo_id, identity, width, height, source_kind, left, top, right,
+    bottom)``, grouped by photo and in face order within a photo."""
+    out: dict[int, str | None] = {}
+    for _, group in groupby(rows, key=lambda r: r[1]):
+        faces = list(group)
+        _, _, identity, width, height, kind = faces[0][:6]
+        i = subject_index([Box(*r[6:10]) for r in faces], width, height, kind) if identity else -1
+        out.update((r[0], identity if j == i else None) for j, r in enumerate(faces))
+    return out

@@ -17,12 +17,14 @@ import errno
 import fcntl
 import json
 import os
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import CatalogDamaged, CatalogLocked, DiskFull
+from .errors import CatalogDamaged, CatalogError, CatalogLocked, DiskFull
 
 NPY_HEADER_LEN = 128
 #: errno values that mean the disk (or a file size limit) is full
@@ -39,6 +41,66 @@ def disk_errors(where: Path) -> Iterator[None]:
             raise DiskFull(f"no space left to write under {where} ({exc.strerror}): free some space and run the "
                            "same command again; what was committed is kept") from None
         raise
+
+
+@contextlib.contextmanager
+def sqlite_errors(db_path: Path) -> Iterator[None]:
+    """SQLite's errors as one-line iffse errors: a full disk, a lock held too long, or a damaged database."""
+    root = db_path.parent
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "full" in text:
+            raise DiskFull(f"no space left to write {db_path} ({text}): free some space and run the same "
+                           "command again; what was committed is kept") from None
+        if "locked" in text or "busy" in text:
+            raise CatalogLocked(f"{db_path} stayed locked by another process ({text}); try again") from None
+        if "readonly" in text or "read-only" in text:
+            raise CatalogLocked(f"{db_path} cannot be written here ({text})") from None
+        raise CatalogDamaged(f"{db_path} cannot be read ({text}). Run `iffse check --data {root}`.") from None
+    except sqlite3.DatabaseError as exc:
+        raise CatalogDamaged(f"{db_path} is damaged ({exc}): restore it from a backup; "
+                             f"`iffse check --data {root}` says more") from None
+
+
+def check_data_folder(root: Path, db_path: Path, may_create: bool) -> None:
+    """Refuse a data folder that is a file, one whose database is gone while photos or vectors
+    remain (it is not a new catalogue), and a missing catalogue unless ``may_create``."""
+    if root.exists() and not root.is_dir():
+        raise CatalogError(f"{root} is a file, not a catalogue folder: pass --data a folder")
+    if db_path.is_file() and db_path.stat().st_size > 0:
+        return
+    if any(p.is_file() for sub in ("raw", "vectors") if (root / sub).is_dir() for p in (root / sub).rglob("*")):
+        what = "empty" if db_path.exists() else "missing"
+        raise CatalogDamaged(
+            f"{root} holds photos or vectors but its {db_path.name} is {what}, so it is not a new "
+            "catalogue: restore it from a backup, or move the folder aside to start afresh")
+    if not may_create:
+        raise CatalogError(
+            f"no catalogue in {root}. Collect photos first, e.g. `iffse collect lfw --data {root}`.")
+
+
+def write_atomically(target: Path, data: bytes, tmp_dir: Path) -> bool:
+    """Write ``data`` to ``target`` unless it exists: to a temporary file in ``tmp_dir``, fsynced,
+    then renamed into place (the directory fsynced too). Returns whether it wrote."""
+    if target.exists():
+        return False
+    with disk_errors(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    return True
 
 
 def fsync_dir(path: Path) -> None:
