@@ -22,7 +22,7 @@
 # showed. Photos where detection failed are listed at the end.
 
 # %%
-from iffse_lib import faces, images, plots, widgets
+from iffse_lib import faces, glue, images, plots, widgets
 from iffse_lib.catalog import Catalog
 
 # %% tags=["parameters"]
@@ -81,7 +81,8 @@ widgets.LandmarkBrowser(cat, max_photos=MAX_BROWSE)
 
 # %%
 failures = plots.detection_failures(cat)
-print(f"{len(failures)} of {failures.attrs['photos_detected']} detected photos have no usable face")
+glue.record(f"{len(failures)} of {failures.attrs['photos_detected']} detected photos have no usable face",
+            photos_without_face=len(failures), photos_detected=failures.attrs["photos_detected"])
 failures["kind"].value_counts()
 
 # %%

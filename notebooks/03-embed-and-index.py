@@ -23,7 +23,7 @@
 # exact search at the end.
 
 # %%
-from iffse_lib import config, faces, pipeline, plots, reduce
+from iffse_lib import config, faces, glue, pipeline, plots, reduce
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 
@@ -55,8 +55,8 @@ detector.tag, embedder.model_tag
 
 # %%
 indexed = pipeline.index_photos(cat, embedder, detector=detector)
-print(f"{indexed.get('photos', 0)} photos processed now, {indexed.get('vectors', 0)} new vectors, "
-      f"{indexed['photos_per_s']} photos/s")
+glue.record(f"{indexed.get('photos', 0)} photos processed now, {indexed.get('vectors', 0)} new vectors, "
+            f"{indexed['photos_per_s']} photos/s", photos_processed=indexed.get("photos", 0))
 indexed
 
 # %% [markdown]
@@ -67,8 +67,9 @@ indexed
 
 # %%
 timings = reduce.stage_timings(cat, N_TIMING_PHOTOS, embedder, seed=SEED, detector=detector)
-print(f"throughput: {timings.attrs['photos_per_s']:.2f} photos/s, {timings.attrs['faces_per_s']:.2f} faces/s "
-      f"(warm; loading the models and the first photo took {timings.attrs['load_s']:.2f} s)")
+glue.record(f"throughput: {timings.attrs['photos_per_s']:.2f} photos/s, {timings.attrs['faces_per_s']:.2f} faces/s "
+            f"(warm; loading the models and the first photo took {timings.attrs['load_s']:.2f} s)",
+            photos_per_s=timings.attrs["photos_per_s"], load_s=timings.attrs["load_s"])
 timings.round(3)
 
 # %%
@@ -95,8 +96,9 @@ identities = faces.set_index("face_id").loc[face_ids, "identity"].to_numpy()
 print(f"{reduce.labelled(identities).sum():,} of {len(identities):,} faces carry an identity")
 same, different = reduce.pair_distances(vectors, identities, seed=SEED)
 errors = reduce.threshold_errors(same, different, THRESHOLD)
-print(f"at {THRESHOLD}: same person rejected {100 * errors['false_reject']:.1f} %, "
-      f"different people accepted {100 * errors['false_accept']:.1f} %")
+glue.record(f"at {THRESHOLD}: same person rejected {100 * errors['false_reject']:.1f} %, "
+            f"different people accepted {100 * errors['false_accept']:.1f} %",
+            false_reject=errors["false_reject"], false_accept=errors["false_accept"])
 errors
 
 # %%
@@ -126,8 +128,10 @@ annoy_sk, default_sk = N_TREES * K, index.effective_search_k(K)
 recall = reduce.index_recall(index, face_ids, vectors, k=K, search_ks=[K, 5 * K, annoy_sk, default_sk],
                              n_queries=N_RECALL_QUERIES, seed=SEED)
 at = dict(zip(recall.search_k, recall.recall))
-print(f"recall@{K} at Annoy's own search_k ({annoy_sk}): {at[annoy_sk]:.3f}")
-print(f"recall@{K} at the default search_k ({default_sk}): {at[default_sk]:.3f}")
+glue.record(f"recall@{K} at Annoy's own search_k ({annoy_sk}): {at[annoy_sk]:.3f}",
+            annoy_search_k=annoy_sk, recall_at_annoy_search_k=at[annoy_sk])
+glue.record(f"recall@{K} at the default search_k ({default_sk}): {at[default_sk]:.3f}",
+            default_search_k=default_sk, recall_at_default_search_k=at[default_sk])
 recall.round(4)
 
 # %%

@@ -22,7 +22,7 @@
 # person, *completeness* how well each person stays in one cluster.
 
 # %%
-from iffse_lib import plots, reduce, widgets_clusters
+from iffse_lib import glue, plots, reduce, widgets_clusters
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 
@@ -45,8 +45,9 @@ faces = cat.faces(model)
 face_ids, vectors = cat.vectors(model)
 faces = faces.set_index("face_id").loc[face_ids].reset_index()
 identities = faces["identity"].to_numpy()  # None: a bystander (labels name a photo's subject face)
-print(f"{len(vectors):,} vectors of {model}, {len(set(identities[reduce.labelled(identities)])):,} identities, "
-      f"{(~reduce.labelled(identities)).sum():,} unlabelled faces")
+glue.record(f"{len(vectors):,} vectors of {model}, {len(set(identities[reduce.labelled(identities)])):,} identities, "
+            f"{(~reduce.labelled(identities)).sum():,} unlabelled faces",
+            vectors=len(vectors), unlabelled_faces=(~reduce.labelled(identities)).sum())
 
 # %% [markdown]
 # ## UMAP
@@ -54,7 +55,7 @@ print(f"{len(vectors):,} vectors of {model}, {len(set(identities[reduce.labelled
 # %%
 embedding = reduce.umap_2d(vectors, n_neighbors=N_NEIGHBOURS, min_dist=MIN_DIST, seed=SEED)
 trust = reduce.trustworthiness(vectors, embedding, n_neighbors=10)
-print(f"trustworthiness: {trust:.3f}")
+glue.record(f"trustworthiness: {trust:.3f}", trustworthiness=trust)
 
 # %%
 fig = plots.umap_scatter(embedding, identities, top=TOP_IDENTITIES)
@@ -75,8 +76,8 @@ if CLUSTER_METHOD == "chinese_whispers":
 else:
     labels = reduce.hdbscan(vectors)
 scores = reduce.cluster_scores(identities, labels)
-print(f"purity: {scores['purity']:.3f}")
-print(f"completeness: {scores['completeness']:.3f}")
+glue.record(f"purity: {scores['purity']:.3f}, completeness: {scores['completeness']:.3f}",
+            purity=scores["purity"], completeness=scores["completeness"])
 scores
 
 # %%

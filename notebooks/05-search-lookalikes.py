@@ -22,7 +22,7 @@
 # (max distance; 0.6 is dlib's same-person threshold).
 
 # %%
-from iffse_lib import compare, plots, plots_compare, reduce, widgets, widgets_compare
+from iffse_lib import compare, glue, plots, plots_compare, reduce, widgets, widgets_compare
 from iffse_lib.catalog import Catalog
 from iffse_lib.search import Searcher
 
@@ -52,7 +52,8 @@ else:
     row = top[top["identity"] == top["identity"].value_counts().index[0]].iloc[0]
     matches = searcher.search_face(int(row["face_id"]), k=K, threshold=THRESHOLD)
     query = plots.face_crop(row["path"], row, size=150)
-print(f"top match: {matches['identity'].iloc[0] if len(matches) else None}")
+glue.record(f"top match: {matches['identity'].iloc[0] if len(matches) else None}",
+            top_match=matches["identity"].iloc[0] if len(matches) else None)
 matches[["rank", "distance", "identity", "photo_id", "face_id"]]
 
 # %%
@@ -74,7 +75,8 @@ if len(matches) >= 2:
     same, different = reduce.pair_distances(vectors, labels)
     pair = compare.compare_faces(cat, int(matches["face_id"].iloc[0]), int(matches["face_id"].iloc[1]), stored=True,
                                  occlusion_patch=OCCLUSION_PATCH, threshold=THRESHOLD, same=same, different=different)
-    print(pair.summary())
+    glue.record(pair.summary(), distance=pair.distance, threshold=pair.threshold, same=pair.same,
+                same_farther=pair.same_farther)
     fig = plots_compare.comparison(pair, same, different)
     print(plots.save(fig, figures, "05-compare"))
     display(fig)
