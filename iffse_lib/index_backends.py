@@ -32,6 +32,9 @@ from .errors import DependencyMissing, IndexMissing
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF = 128
+#: faiss HNSW: after building, every node gets at least this many level-0 in-links (see
+#: :func:`reinforce_in_links`).
+HNSW_MIN_IN_LINKS = 8
 #: IVF-PQ: bytes per code (128 dims / 32 = 4 dims per sub-quantiser, 8 bits each), lists probed,
 #: candidates re-ranked per returned match.
 PQ_BYTES = 32
@@ -210,7 +213,9 @@ class FaissHNSWBackend(FaissBackend):
         f.omp_set_num_threads(_threads(n_jobs))
         ann = f.IndexHNSWFlat(self.dim, self.settings["hnsw_m"])
         ann.hnsw.efConstruction = self.settings["hnsw_ef_construction"]
-        ann.add(self._prep(vectors))
+        data = self._prep(vectors)
+        ann.add(data)
+        reinforce_in_links(ann, data, HNSW_MIN_IN_LINKS)
         self._ann = ann
 
     def effective_search_k(self, k, search_k):
@@ -233,6 +238,50 @@ class FaissHNSWBackend(FaissBackend):
     def item_vectors(self, items):
         return np.stack([self._ann.reconstruct(int(i)) for i in items]) if len(items) else np.zeros((0, self.dim),
                                                                                                       np.float32)
+
+
+def reinforce_in_links(index, vectors: np.ndarray, min_in: int = HNSW_MIN_IN_LINKS) -> int:
+    """Give every node of a built faiss HNSW graph (``index``, an ``IndexHNSWFlat`` over
+    ``vectors``) at least ``min_in`` level-0 in-links; returns how many links were written.
+
+    A search reaches a node only through links pointing at it. In tight same-person clusters the
+    construction's pruning leaves many faces with few in-links, and those are the same-person
+    faces a search misses. Each such node's nearest neighbours (found by searching the graph
+    for it, nearest first) link to it: in a free slot of their list, else in place of their
+    farthest links, never touching the nearer half of a list. Vectorised over the graph's
+    public arrays (``hnsw.neighbors``, ``hnsw.offsets``); a list stays filled from its start, as
+    faiss reads it.
+    """
+    f = faiss()
+    hnsw = index.hnsw
+    n = hnsw.levels.size()
+    offsets = f.vector_to_array(hnsw.offsets).astype(np.int64)
+    neighbors = f.vector_to_array(hnsw.neighbors)
+    width = hnsw.nb_neighbors(0)
+    level0 = neighbors[offsets[:n, None] + np.arange(width)]
+    filled = level0 >= 0
+    count = filled.sum(1)
+    need = np.maximum(min_in - np.bincount(level0[filled], minlength=n), 0)
+    targets = np.flatnonzero(need)
+    if n < 2 or not len(targets):
+        return 0
+    hnsw.efSearch = max(hnsw.efSearch, 4 * min_in)
+    _, src = index.search(np.ascontiguousarray(vectors[targets], dtype=np.float32), min(n, 2 * min_in + 1))
+    tgt = np.broadcast_to(targets[:, None], src.shape)
+    ok = (src >= 0) & (src != tgt)
+    ok &= ~(level0[np.where(ok, src, 0)] == tgt[..., None]).any(-1)  # not linked already
+    ok &= np.cumsum(ok, axis=1) - 1 < need[targets, None]
+    u, v = src[ok], tgt[ok]
+    order = np.argsort(u, kind="stable")
+    u, v = u[order], v[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+    rank = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)]))  # i-th new link of u
+    free = width - count[u]
+    slot = np.where(rank < free, count[u] + rank, count[u] - 1 - (rank - free))
+    keep = (rank < free) | (slot >= width // 2)
+    neighbors[offsets[u[keep]] + slot[keep]] = v[keep]
+    f.copy_array_to_vector(neighbors, hnsw.neighbors)
+    return int(keep.sum())
 
 
 class IVFPQBackend(FaissBackend):

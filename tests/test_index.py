@@ -230,3 +230,47 @@ def test_an_index_of_a_backend_this_iffse_lacks_asks_for_a_rebuild(tmp_path):
     meta.write_text(meta.read_text().replace('"faiss-hnsw"', '"nonesuch"').replace('"hnsw"', '"nonesuch"'))
     with pytest.raises(IndexMismatch, match="--rebuild"):
         FaceIndex.load(tmp_path, MODEL)
+
+
+def test_every_node_of_the_faiss_graph_gets_enough_in_links():
+    """Tight clusters leave faces few links pointing at them (searches miss them); after the
+    repair nearly every node has HNSW_MIN_IN_LINKS level-0 in-links (a few lose one to a
+    replaced link), and every list stays as faiss reads it: filled from its start, no
+    self-links, no repeats."""
+    import faiss
+
+    from iffse_lib.index_backends import HNSW_MIN_IN_LINKS, reinforce_in_links
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(400, 128)).astype(np.float32)
+    vectors = (centres[rng.integers(0, 400, 8000)] + rng.normal(scale=0.05, size=(8000, 128))).astype(np.float32)
+
+    def level0(index):
+        hnsw = index.hnsw
+        offsets = faiss.vector_to_array(hnsw.offsets).astype(np.int64)
+        width = hnsw.nb_neighbors(0)
+        return faiss.vector_to_array(hnsw.neighbors)[offsets[:hnsw.levels.size(), None] + np.arange(width)]
+
+    plain = faiss.IndexHNSWFlat(128, 32)
+    plain.hnsw.efConstruction = 100  # FaceIndex's: more pruning, more faces with few in-links
+    plain.add(vectors)
+    before = np.bincount(level0(plain)[level0(plain) >= 0], minlength=len(vectors))
+    assert (before < HNSW_MIN_IN_LINKS).mean() > 0.2  # the case the repair is for
+    assert reinforce_in_links(plain, vectors) > 0
+    links = level0(plain)
+    filled = links >= 0
+    in_links = np.bincount(links[filled], minlength=len(vectors))
+    assert (in_links < HNSW_MIN_IN_LINKS).mean() < 0.01 and in_links.min() >= HNSW_MIN_IN_LINKS - 2
+    assert (np.diff(filled.astype(int), axis=1) <= 0).all()  # no gap before the last link
+    assert not (links == np.arange(len(vectors))[:, None]).any()
+    ordered = np.sort(np.where(filled, links, -1 - np.arange(links.shape[1])), axis=1)
+    assert not (np.diff(ordered, axis=1) == 0).any()
+    # FaceIndex builds it so: each of 200 faces finds itself first.
+    index = FaceIndex("clusters", backend="faiss-hnsw")
+    index.add(np.arange(len(vectors)), vectors)
+    index.build()
+    assert level0(index._ann._ann).shape == links.shape
+    built = level0(index._ann._ann)
+    assert (np.bincount(built[built >= 0], minlength=len(vectors)) < HNSW_MIN_IN_LINKS).mean() < 0.01
+    ids, dists = index.query(vectors[:200], k=1)
+    assert ids[:, 0].tolist() == list(range(200)) and float(dists.max()) < 1e-3
