@@ -13,9 +13,20 @@ FACES = SHARED / "data" / "faces"
 LFW = SHARED / "data" / "lfw"
 
 
+#: Fixtures that collect and index the whole LFW subset (minutes): every test that needs one,
+#: directly or through another fixture, is marked slow, so that `make test-fast` leaves it out.
+LFW_FIXTURES = frozenset({"lfw_catalog"})
+
+
 def pytest_configure(config):
     if not FACES.is_dir() or not LFW.is_dir():
         raise pytest.UsageError(f"the test photos are missing: expected {FACES} and {LFW} (set IFFSE_SHARED)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if LFW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
