@@ -174,11 +174,11 @@ def check_detector(args, ref, photos) -> None:
 
 
 def check_alignment(args, ref, photos) -> None:
-    from iffse_lib import cnn_detector
+    from iffse_lib import align_torch
 
     lms, owner, chips = ref["landmarks"], ref["photo_of_face"], ref["chips"]
     n = len(chips)
-    ours = np.concatenate([cnn_detector.face_chips(photos[owner[f]], lms[f:f + 1], device=args.device).cpu().numpy()
+    ours = np.concatenate([align_torch.face_chips(photos[owner[f]], lms[f:f + 1], device=args.device).cpu().numpy()
                            for f in range(n)])
     diffs = np.abs(ours.astype(int) - chips.astype(int)).reshape(n, -1).mean(1)
     by_photo: dict[int, list[int]] = {}
@@ -188,7 +188,7 @@ def check_alignment(args, ref, photos) -> None:
     sync()
     t = time.perf_counter()
     for p, fs in by_photo.items():
-        cnn_detector.face_chips(photos[p], lms[fs], device=args.device)
+        align_torch.face_chips(photos[p], lms[fs], device=args.device)
     sync()
     dt = time.perf_counter() - t
     print(f"\n3. alignment on {args.device}: {n} chips against dlib's get_face_chip: mean absolute pixel "
@@ -199,7 +199,7 @@ def check_alignment(args, ref, photos) -> None:
 def check_pipeline(args, ref, paths) -> None:
     import torch
 
-    from iffse_lib import cnn_detector, images
+    from iffse_lib import align_torch, cnn_detector, images
     from iffse_lib.embed_torch import TorchEmbedder
 
     lms, owner = ref["landmarks"], ref["photo_of_face"]
@@ -221,7 +221,7 @@ def check_pipeline(args, ref, paths) -> None:
         sync()
         times["detect"] = time.perf_counter() - t
         t = time.perf_counter()
-        chips = [cnn_detector.face_chips(photos[p], lms[fs], device=args.device) for p, fs in faces_of.items()]
+        chips = [align_torch.face_chips(photos[p], lms[fs], device=args.device) for p, fs in faces_of.items()]
         sync()
         times["align"] = time.perf_counter() - t
         t = time.perf_counter()

@@ -186,7 +186,7 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
 
     ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (an int means HOG at that
     upsampling). ``align`` ``"torch"`` cuts the chips from the landmarks in PyTorch on the
-    embedder's device (:func:`iffse_lib.cnn_detector.face_chips`: dlib's alignment in
+    embedder's device (:func:`iffse_lib.align_torch.face_chips`: dlib's alignment in
     ``grid_sample``), so that they never leave a GPU; ``"dlib"`` cuts them with dlib's
     ``get_face_chips`` on the CPU. None: torch for an embedder on a GPU, else dlib.
     ``loaders`` threads decode. Chips are cut from :func:`iffse_lib.faces.chip_points` (the 68
@@ -237,7 +237,7 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
             t = time.perf_counter()
             points = [faces.chip_points(image, box, lm, tag) for lm, _, box, tag in todo]
             if gpu:
-                from .cnn_detector import face_chips as gpu_chips
+                from .align_torch import face_chips as gpu_chips
 
                 chips.append(gpu_chips(image, points, device=getattr(embedder, "device", "cpu")))
             else:

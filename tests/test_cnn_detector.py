@@ -19,7 +19,7 @@ from iffse_lib.errors import IffseError
 dlib = pytest.importorskip("dlib")
 torch = pytest.importorskip("torch")
 
-from iffse_lib import cnn_detector, dlibnet  # noqa: E402
+from iffse_lib import align_torch, cnn_detector, dlibnet  # noqa: E402
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 PHOTOS = [
@@ -198,13 +198,13 @@ def test_face_chips_match_dlib_get_face_chip():
         if not shapes:
             continue
         landmarks = [np.array([(p.x, p.y) for p in s.parts()], np.float64) for s in shapes]
-        ours = cnn_detector.face_chips(image, landmarks).numpy()
+        ours = align_torch.face_chips(image, landmarks).numpy()
         assert ours.shape == (len(shapes), config.CHIP_SIZE, config.CHIP_SIZE, 3)
         for shape, lm, chip in zip(shapes, landmarks, ours):
             ref = np.asarray(dlib.get_face_chip(image, shape, size=config.CHIP_SIZE,
                                                 padding=config.CHIP_PADDING))
             diffs.append(np.abs(ref.astype(int) - chip.astype(int)).mean())
-            levels.append(cnn_detector._chip_plan(lm, *image.shape[:2], config.CHIP_SIZE,
+            levels.append(align_torch._chip_plan(lm, *image.shape[:2], config.CHIP_SIZE,
                                                   config.CHIP_PADDING)[1])
     print(f"\n{len(diffs)} chips ({sum(lv >= 0 for lv in levels)} from pyramid levels): mean absolute "
           f"pixel difference at most {max(diffs):.4f}, on average {np.mean(diffs):.5f}")
@@ -215,4 +215,4 @@ def test_face_chips_match_dlib_get_face_chip():
 
 def test_face_chips_without_faces():
     image = np.zeros((50, 60, 3), np.uint8)
-    assert tuple(cnn_detector.face_chips(image, []).shape) == (0, config.CHIP_SIZE, config.CHIP_SIZE, 3)
+    assert tuple(align_torch.face_chips(image, []).shape) == (0, config.CHIP_SIZE, config.CHIP_SIZE, 3)
