@@ -49,8 +49,16 @@ def test_same_person_is_closer_than_a_stranger(people_catalog):
 
 
 def test_threshold_drops_far_matches(people_catalog):
-    df = Searcher(people_catalog).search(FACES / "people" / "biden" / "facerec_biden.jpg", k=20, threshold=0.5)[0]
-    assert len(df) >= 1 and (df["distance"] <= 0.5).all()
+    searcher = Searcher(people_catalog)
+    photo = FACES / "people" / "biden" / "facerec_biden.jpg"
+    everything = searcher.search(photo, k=20)[0]
+    near = searcher.search(photo, k=20, threshold=0.5)[0]
+    # Without a threshold the 20 nearest include other people, beyond 0.5; with it they are gone
+    # and the rest is unchanged, in the same order.
+    assert len(everything) == 20 and (everything["distance"] > 0.5).sum() > 0
+    assert 1 <= len(near) == (everything["distance"] <= 0.5).sum() < len(everything)
+    assert near["face_id"].tolist() == everything["face_id"][everything["distance"] <= 0.5].tolist()
+    assert list(near["rank"]) == list(range(1, len(near) + 1))
 
 
 def test_group_photo_gives_one_table_per_face(people_catalog):
