@@ -710,12 +710,15 @@ class Catalog:
         return out
 
     def face_rows(self, face_ids: Iterable[int]) -> dict[int, sqlite3.Row]:
-        """``{face_id: row}`` with each face's photo_id, box, identity and (relative) path."""
+        """``{face_id: row}`` with each face's photo_id, box, identity (the face's label: None for a
+        bystander) and (relative) path."""
         wanted = [int(f) for f in face_ids]
         out: dict[int, sqlite3.Row] = {}
+        # a schema-2 catalogue read without upgrading has labels on photos only
+        label = "f.identity" if int(self.get_meta("schema_version", "0")) >= 3 else "p.identity AS identity"
         for chunk in range(0, len(wanted), 500):
             part = wanted[chunk:chunk + 500]
-            for r in self.query("SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, p.identity, p.path "
+            for r in self.query(f"SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, {label}, p.path "
                                 f"FROM faces f JOIN photos p ON p.id=f.photo_id WHERE f.id IN "
                                 f"({','.join('?' * len(part))})", part):
                 out[r[0]] = r

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -89,3 +89,26 @@ def text_of_name(name: str) -> str:
         return name
     except UnicodeEncodeError:
         return quote(os.fsencode(name), safe="/ !$&'()+,;=@[]^`{}~")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One search result: a catalogued face at ``distance`` from the query face, ``rank`` 1 the
+    nearest. ``identity`` is the face's label (None for a bystander or an unlabelled photo);
+    ``path`` the photo's absolute path; the box is the face's in that photo. Search returns a
+    pandas DataFrame whose columns are these fields, in this order (:data:`MATCH_COLUMNS`)."""
+
+    rank: int
+    distance: float
+    face_id: int
+    photo_id: int
+    identity: str | None
+    path: str
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+
+#: The columns of a search's DataFrame: :class:`Match`'s fields.
+MATCH_COLUMNS = [f.name for f in fields(Match)]

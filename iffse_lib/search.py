@@ -1,12 +1,14 @@
 """A query photo (or a catalogued face) -> ranked matches from the index.
 
 :func:`search` returns one pandas DataFrame per face found in the query photo, largest face
-first, with the columns ``rank, distance, face_id, photo_id, identity, path, left, top, right,
-bottom``; ``df.attrs`` holds the query face's box, score and landmarks.
+first, whose rows are :class:`~iffse_lib.records.Match` records (columns ``rank, distance, face_id,
+photo_id, identity, path, left, top, right, bottom``); ``df.attrs`` holds the query face's box,
+score and landmarks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,13 +19,10 @@ from .catalog import Catalog
 from .embed import Embedder, get_embedder
 from .errors import NoFaceFound
 from .index import FaceIndex
-from .records import Detection
+from .records import MATCH_COLUMNS, Detection, Match
 
 if TYPE_CHECKING:
     import pandas as pd
-
-COLUMNS = ["rank", "distance", "face_id", "photo_id", "identity", "path", "left", "top", "right", "bottom"]
-
 
 def catalog_detector(catalog: Catalog, device: str = "cpu") -> faces.FaceDetector | None:
     """The detector that found most of the catalogue's faces (a CNN one on ``device``), or None."""
@@ -75,17 +74,12 @@ class Searcher:
             keep &= dists <= threshold
         ids, dists = ids[keep][:k], dists[keep][:k]
         info = self.catalog.face_rows(ids.tolist())
-        rows = []
-        for rank, (fid, dist) in enumerate(zip(ids, dists), start=1):
-            r = info.get(int(fid))
-            if r is None:  # a face removed since the index was built never comes back
-                continue
-            rows.append({"rank": rank, "distance": float(dist), "face_id": int(fid), "photo_id": r["photo_id"],
-                         "identity": r["identity"], "path": str(self.catalog.root / r["path"]),
-                         "left": r["left"], "top": r["top"], "right": r["right"], "bottom": r["bottom"]})
-        df = pd.DataFrame(rows, columns=COLUMNS)
-        df["rank"] = np.arange(1, len(df) + 1)
-        return df
+        # a face removed since the index was built never comes back
+        found = [(int(f), float(d), info[int(f)]) for f, d in zip(ids, dists) if int(f) in info]
+        matches = [Match(rank=rank, distance=d, face_id=f, photo_id=r["photo_id"], identity=r["identity"],
+                         path=str(self.catalog.root / r["path"]), left=r["left"], top=r["top"], right=r["right"],
+                         bottom=r["bottom"]) for rank, (f, d, r) in enumerate(found, start=1)]
+        return pd.DataFrame([dataclasses.astuple(m) for m in matches], columns=MATCH_COLUMNS)
 
     def search_image(self, image: np.ndarray, k: int = config.DEFAULT_K, threshold: float | None = None,
                      exclude_face_ids: set[int] | None = None) -> list[pd.DataFrame]:

@@ -119,3 +119,22 @@ def test_detecting_a_photo_again_moves_its_label_to_the_new_subject(labelled, tm
     for name in CROWDED + [ALONE]:
         g = faces[faces["source_id"] == name]
         assert g["identity"].notna().sum() == 1, name
+
+
+def test_search_results_carry_the_face_label_not_the_photo_name(labelled):
+    """A bystander found by a search is not given the name of the photo it stands in."""
+    from iffse_lib.catalog import Catalog
+    from iffse_lib.pipeline import build_index
+    from iffse_lib.search import Searcher
+
+    with Catalog(labelled) as cat:
+        build_index(cat, progress=False)
+    with Catalog(labelled, readonly=True) as cat:
+        faces = cat.faces()
+        bystander = faces[faces["identity"].isna() & (faces["source_id"] == SUBJECT_MISSED)].iloc[0]
+        matches = Searcher(cat).search_face(int(bystander["face_id"]), k=len(faces))
+        by_face = faces.set_index("face_id")
+        assert len(matches) == len(faces) - 1
+        want = by_face.loc[matches["face_id"], "identity"]
+        assert _names(matches["identity"]) == _names(want)
+        assert matches["identity"].isna().sum() >= len(CROWDED)  # the other bystanders, unnamed

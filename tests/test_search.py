@@ -11,7 +11,8 @@ import pytest
 
 from iffse_lib import config
 from iffse_lib.errors import BadImage, NoFaceFound
-from iffse_lib.search import COLUMNS, Searcher
+from iffse_lib.records import MATCH_COLUMNS as COLUMNS
+from iffse_lib.search import Searcher
 
 from conftest import FACES
 
