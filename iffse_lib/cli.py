@@ -126,7 +126,8 @@ def cmd_collect(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from . import pipeline
+    from .catalog_index import update_index, update_shards
+    from .pipeline import index_photos
 
     t0 = time.perf_counter()
     embedder = _embedder(args)
@@ -136,13 +137,13 @@ def cmd_index(args) -> int:
 
         detector = FaceDetector("hog", config.DEFAULT_UPSAMPLE)
     with _catalog(args, create=False) as cat, cat.run("index", vars(args)):
-        counts = pipeline.index_photos(cat, embedder, detector=detector, redetect=args.redetect,
-                                       batch_size=args.batch, progress=not args.quiet, jobs=args.jobs,
-                                       scheduler=args.scheduler, workers=args.workers)
-        index, info = pipeline.update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
-                                            backend=args.backend, progress=not args.quiet)
+        counts = index_photos(cat, embedder, detector=detector, redetect=args.redetect, batch_size=args.batch,
+                              progress=not args.quiet, jobs=args.jobs, scheduler=args.scheduler,
+                              workers=args.workers)
+        index, info = update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
+                                   backend=args.backend, progress=not args.quiet)
         counts["index"] = info
-        shards = pipeline.update_shards(cat, embedder.model_tag, args.shards, args.backend)
+        shards = update_shards(cat, embedder.model_tag, args.shards, args.backend)
         if shards is not None:
             counts["shards"] = {key: shards[key] for key in ("shards", "backend", "count", "counts", "rebuilt")}
         cat.finish_run("ok", counts)

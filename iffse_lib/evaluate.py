@@ -572,7 +572,7 @@ def evaluate_retrieval(catalog, model_tag: str | None = None, depth: int = 100, 
 
     from .embed import get_embedder
     from .index import exact_search
-    from .pipeline import load_index
+    from .catalog_index import load_index
 
     if depth < 5:
         raise ValueError("depth must be >= 5 (precision@5 needs five results)")

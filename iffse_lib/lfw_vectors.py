@@ -1,7 +1,7 @@
 """One vector per LFW photo, through the pipeline's own detect, landmark and chip steps.
 
 :func:`photo_vectors` finds each photo's subject with the same
-:func:`iffse_lib.pipeline.detect_and_landmark` the pipeline runs (any
+:func:`iffse_lib.stages.detect_and_landmark` the pipeline runs (any
 :class:`~iffse_lib.faces.FaceDetector`: HOG or CNN, any upsampling, batched), cuts its chip from
 :func:`iffse_lib.faces.chip_points` (the pipeline's rule: 68 points in HOG boxes, 5 in CNN boxes)
 and embeds it with any embedder (test-time augmentation included). The steps are also
@@ -185,12 +185,12 @@ def locate(files: Iterable[str], lfw_dir: str | Path | None = None, known: dict 
 def find_subjects(paths: dict[str, Path], detector=None, batch_size: int = config.DEFAULT_BATCH,
                   known: dict | None = None, progress: bool = True, times=None) -> dict[str, dict]:
     """Each photo's subject through the pipeline's detect and landmark step
-    (:func:`iffse_lib.pipeline.detect_and_landmark`, ``batch_size`` photos a call): file ->
+    (:func:`iffse_lib.stages.detect_and_landmark`, ``batch_size`` photos a call): file ->
     ``how`` (detected or fallback), ``n_faces``, ``box`` and 68 ``landmarks``. Photos that
     ``known`` (a catalogue's) has detected with this detector keep the catalogue's faces.
-    ``times``: a :class:`~iffse_lib.pipeline.StageTimes` that gains the detect and landmark times."""
+    ``times``: a :class:`~iffse_lib.stages.StageTimes` that gains the detect and landmark times."""
     from . import faces, images
-    from .pipeline import detect_and_landmark
+    from .stages import detect_and_landmark
 
     detector = faces.as_detector(detector)
     known = known or {}

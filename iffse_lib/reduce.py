@@ -297,7 +297,7 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     import pandas as pd
 
     from .embed import get_embedder
-    from .pipeline import run_batch
+    from .stages import run_batch
 
     embedder = embedder or get_embedder()
     photos = catalog.photos()
@@ -312,9 +312,9 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     result = run_batch([(pid, path, None) for pid, path in zip(sample["photo_id"], sample["path"])],
                        detector or upsample, embedder)
     total = time.perf_counter() - t_all
-    n, n_faces = len(sample), result["faces"]
+    n, n_faces = len(sample), result.faces
     df = pd.DataFrame([{"stage": k, "seconds": v, "ms_per_photo": v * 1000 / n}
-                       for k, v in result["seconds"].items()])
+                       for k, v in result.seconds.items()])
     df.attrs.update({"photos": n, "faces": n_faces, "seconds": total, "photos_per_s": n / total,
                      "faces_per_s": n_faces / total, "embedder": embedder.model_tag, "load_s": load_s})
     return df

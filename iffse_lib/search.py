@@ -43,7 +43,7 @@ class Searcher:
         ``client`` (a ``dask.distributed.Client``): search the index shards that ``iffse index
         --shards N`` built, each kept loaded on a worker (:class:`iffse_lib.shards.ShardedIndex`);
         every query's faces go to each shard in one call."""
-        from .pipeline import load_index, load_shards
+        from .catalog_index import load_index, load_shards
 
         self.catalog = catalog
         self.embedder = embedder or get_embedder()
