@@ -410,7 +410,7 @@ def evaluate_lfw_pairs(pairs, lfw_dir: str | Path | None = None, catalog=None, e
 
     Vectors come from ``catalog`` where it has them (see :func:`photo_vectors`), the rest are
     computed from ``lfw_dir`` with the pipeline's own steps: ``detector`` (a
-    :class:`~iffse_lib.faces.FaceDetector`; an int: HOG at that upsampling; None: HOG, upsample
+    :class:`~iffse_lib.faces.FaceDetector`; None: HOG, upsample
     1), the pipeline's chip rule (``points`` 68 or 5 overrides it) and ``embedder`` (its
     test-time augmentation included).
     """

@@ -192,7 +192,7 @@ def find_subjects(paths: dict[str, Path], detector=None, batch_size: int = confi
     from . import faces, images
     from .stages import detect_and_landmark
 
-    detector = faces.as_detector(detector)
+    detector = detector if detector is not None else faces.default_detector()
     known = known or {}
     out: dict[str, dict] = {}
     todo = []
@@ -249,10 +249,10 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
                   points: int | None = None) -> PhotoVectors:
     """One vector per LFW file name (``Aaron_Eckhart_0001.jpg``), each photo embedded once.
 
-    ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (an int: HOG at that upsampling;
-    None: HOG, upsample 1). With ``catalog``, photos whose subject already has a vector of the
-    embedder's model found by this detector are read from it, and photos it has detected with
-    this detector keep its faces; the others are loaded (from ``lfw_dir``, else from the
+    ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (None:
+    :func:`~iffse_lib.faces.default_detector`, HOG at upsample 1). With ``catalog``, photos whose
+    subject already has a vector of the embedder's model found by this detector are read from
+    it, and photos it has detected with this detector keep its faces; the others are loaded (from ``lfw_dir``, else from the
     catalogue's copy), detected, aligned and embedded in batches of ``batch_size``. ``points``
     (68 or 5) overrides the chip rule (then no catalogue vector is reused).
     """
@@ -262,7 +262,7 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
     from .embed import get_embedder
 
     embedder = embedder or get_embedder()
-    detector = faces.as_detector(detector)
+    detector = detector if detector is not None else faces.default_detector()
     files = list(dict.fromkeys(files))
     known = _catalog_lfw_photos(catalog, embedder.model_tag, detector.tag) if catalog is not None else {}
     vectors: dict[str, np.ndarray] = {}

@@ -83,8 +83,7 @@ def _read_again(state: tuple[int | None, int | None, bool], record: PhotoRecord)
     return record.stamp is not None and (size, mtime_ns) != tuple(record.stamp)
 
 
-def index_photos(catalog: Catalog, embedder: Embedder | str | None = None,
-                 upsample: int = config.DEFAULT_UPSAMPLE, batch_size: int = config.DEFAULT_BATCH,
+def index_photos(catalog: Catalog, embedder: Embedder | None = None, batch_size: int = config.DEFAULT_BATCH,
                  progress: bool = True, limit: int | None = None, times: StageTimes | None = None,
                  scheduler: str | None = None, workers: int | None = None,
                  detector: faces.FaceDetector | None = None, redetect: bool = False,
@@ -92,8 +91,8 @@ def index_photos(catalog: Catalog, embedder: Embedder | str | None = None,
                  runner=None, on_commit: Callable[[int, dict], None] | None = None) -> dict:
     """Detect, align and embed every photo that still needs it; returns counts and stage times.
 
-    ``detector`` (default: dlib's HOG at ``upsample``) finds the faces of photos not yet
-    detected. Photos detected before by another detector keep their faces (counted as
+    ``embedder`` (default: ``get_embedder()``) makes the vectors; ``detector`` (default:
+    :func:`iffse_lib.faces.default_detector`) finds the faces of photos not yet detected. Photos detected before by another detector keep their faces (counted as
     ``other_detector``) unless ``redetect`` is set: then they are detected again and their old
     faces and vectors are replaced. ``detect_new=False`` only embeds faces already found that
     lack a vector.
@@ -110,8 +109,8 @@ def index_photos(catalog: Catalog, embedder: Embedder | str | None = None,
 
     ``on_commit(batch_number, counts)`` is called after each batch is committed.
     """
-    detector = detector or faces.FaceDetector("hog", upsample)
-    embedder = get_embedder(embedder) if isinstance(embedder, (str, type(None))) else embedder
+    detector = detector if detector is not None else faces.default_detector()
+    embedder = embedder if embedder is not None else get_embedder()
     times = times if times is not None else StageTimes()
     n_photos, batches = pending_batches(catalog, embedder.model_tag, batch_size, limit,
                                         redetect=detector.tag if redetect else None, detect_new=detect_new)

@@ -156,12 +156,12 @@ def on_gpu(embedder: Embedder) -> bool:
 ALIGNERS = ("dlib", "torch")
 
 
-def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: Embedder | None,
+def run_batch(items: list[Item], detector: faces.FaceDetector, embedder: Embedder | None,
               loaders: int = 1, align: str | None = None) -> BatchResult:
     """The stages for one batch: load, detect, landmarks, align, embed. Reads files, writes nothing.
 
-    ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (an int means HOG at that
-    upsampling). ``align`` ``"torch"`` cuts the chips from the landmarks in PyTorch on the
+    ``detector`` (a :class:`~iffse_lib.faces.FaceDetector`) finds the faces of photos not yet
+    detected. ``align`` ``"torch"`` cuts the chips from the landmarks in PyTorch on the
     embedder's device (:func:`iffse_lib.cnn_detector.face_chips`: dlib's alignment in
     ``grid_sample``), so that they never leave a GPU; ``"dlib"`` cuts them with dlib's
     ``get_face_chips`` on the CPU. None: torch for an embedder on a GPU, else dlib.
@@ -176,7 +176,6 @@ def run_batch(items: list[Item], detector: faces.FaceDetector | int, embedder: E
     this process or in a worker process (:mod:`iffse_lib.runners`, ``distributed.py``);
     ``processes`` and ``threads`` say which process ran it and how many threads torch had there.
     """
-    detector = faces.as_detector(detector)
     times = StageTimes()
     cpu0 = time.process_time()
     detected: dict[int, list[Detection] | str] = {}

@@ -88,15 +88,16 @@ def test_torch_alignment_gives_dlibs_vectors(tmp_path, faces_dir):
         assert (faces_dir / name).exists(), name
     items = [(i, str(faces_dir / name), None) for i, name in enumerate(names)]
     embedder = get_embedder("torch")
-    by_dlib = stages.run_batch(items, 1, embedder, align="dlib")
-    by_torch = stages.run_batch(items, 1, embedder, align="torch", loaders=2)
+    hog = faces.FaceDetector("hog", 1)
+    by_dlib = stages.run_batch(items, hog, embedder, align="dlib")
+    by_torch = stages.run_batch(items, hog, embedder, align="torch", loaders=2)
     assert by_dlib.keys == by_torch.keys and len(by_dlib.keys) >= 25
     dist = np.linalg.norm(by_dlib.vectors - by_torch.vectors, axis=1)
     print(f"\n{len(dist)} faces: distance between dlib- and torch-aligned vectors at most {dist.max():.5f}, "
           f"median {np.median(dist):.5f}")
     assert dist.max() <= 0.005
     with pytest.raises(ValueError, match="align"):
-        stages.run_batch(items[:1], 1, embedder, align="opencv")
+        stages.run_batch(items[:1], hog, embedder, align="opencv")
 
 
 def test_detector_settings_are_checked():
@@ -158,7 +159,7 @@ def test_search_uses_the_catalogues_detector(tmp_path, faces_dir):
     pipeline.index_photos(cat, embedder, detector=faces.FaceDetector("hog", 0), progress=False)
     build_index(cat, embedder.model_tag, progress=False)
     assert Searcher(cat, embedder).detector == faces.FaceDetector("hog", 0)
-    assert Searcher(cat, embedder, upsample=1).detector == faces.FaceDetector("hog", 1)
+    assert Searcher(cat, embedder, detector=faces.FaceDetector("hog", 1)).detector == faces.FaceDetector("hog", 1)
     assert faces.FaceDetector.from_tag("cnn-up1", "cuda") == faces.FaceDetector("cnn", 1, "cuda")
     with pytest.raises(ValueError, match="detector tag"):
         faces.FaceDetector.from_tag("hog")
