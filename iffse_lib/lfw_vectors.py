@@ -252,9 +252,10 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
     ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (None:
     :func:`~iffse_lib.faces.default_detector`, HOG at upsample 1). With ``catalog``, photos whose
     subject already has a vector of the embedder's model found by this detector are read from
-    it, and photos it has detected with this detector keep its faces; the others are loaded (from ``lfw_dir``, else from the
-    catalogue's copy), detected, aligned and embedded in batches of ``batch_size``. ``points``
-    (68 or 5) overrides the chip rule (then no catalogue vector is reused).
+    it, and photos it has detected with this detector keep its faces; the others are loaded
+    (from ``lfw_dir``, else from the catalogue's copy), detected, aligned and embedded in batches
+    of ``batch_size``. ``points`` (68 or 5) overrides the chip rule (then no catalogue vector is
+    reused).
     """
     import pandas as pd
 

@@ -92,10 +92,10 @@ def index_photos(catalog: Catalog, embedder: Embedder | None = None, batch_size:
     """Detect, align and embed every photo that still needs it; returns counts and stage times.
 
     ``embedder`` (default: ``get_embedder()``) makes the vectors; ``detector`` (default:
-    :func:`iffse_lib.faces.default_detector`) finds the faces of photos not yet detected. Photos detected before by another detector keep their faces (counted as
-    ``other_detector``) unless ``redetect`` is set: then they are detected again and their old
-    faces and vectors are replaced. ``detect_new=False`` only embeds faces already found that
-    lack a vector.
+    :func:`iffse_lib.faces.default_detector`) finds the faces of photos not yet detected. Photos
+    detected before by another detector keep their faces (counted as ``other_detector``) unless
+    ``redetect`` is set: then they are detected again and their old faces and vectors are
+    replaced. ``detect_new=False`` only embeds faces already found that lack a vector.
 
     Where the stages run (the commits are always here, batch by batch, in order):
 
