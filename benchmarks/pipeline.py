@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from iffse_lib import config, pipeline
+from iffse_lib import catalog_index, config, pipeline, stages
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 from iffse_lib.faces import FaceDetector
@@ -140,14 +140,14 @@ def main() -> None:
                     items = [(pid, str(cat.root / path), None) for pid, path in
                              cat.query("SELECT id, path FROM photos ORDER BY id LIMIT ?", (args.warmup,))]
                     for start in range(0, len(items), args.batch):
-                        pipeline.run_batch(items[start:start + args.batch], detector, embedder)
+                        stages.run_batch(items[start:start + args.batch], detector, embedder)
                 load_before = os.getloadavg()[0]
                 with PeakMemory() as memory:
                     t0 = time.perf_counter()
                     indexed = pipeline.index_photos(cat, embedder, batch_size=args.batch, progress=False,
                                                     scheduler=args.scheduler, workers=args.workers, jobs=jobs,
                                                     detector=detector, loaders=args.loaders)
-                    _, built = pipeline.build_index(cat, embedder.model_tag, progress=False)
+                    _, built = catalog_index.build_index(cat, embedder.model_tag, progress=False)
                     total = time.perf_counter() - t0
                 faces = cat.counts()
             shutil.rmtree(data, ignore_errors=True)

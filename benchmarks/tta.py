@@ -30,7 +30,7 @@ import numpy as np
 from iffse_lib import evaluate, faces
 from iffse_lib.embed_torch import TorchEmbedder
 from iffse_lib.lfw_vectors import cut_chips, find_subjects, locate
-from iffse_lib.pipeline import StageTimes
+from iffse_lib.stages import StageTimes
 
 ROOT = Path(__file__).resolve().parents[1]
 

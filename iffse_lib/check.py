@@ -84,7 +84,7 @@ def check_photos(cat: Catalog, repair: bool, progress: bool) -> list[Finding]:
 def _vector_findings(cat: Catalog, tag: str, repair: bool) -> tuple[list[Finding], bool]:
     """Findings for one model's vectors, and whether vectors were dropped (to be computed again)."""
     from .errors import CatalogDamaged
-    from .pipeline import NORM_RANGE
+    from .catalog_index import NORM_RANGE
 
     name = f"vectors/{tag}.npy"
     try:
@@ -138,7 +138,7 @@ def _vector_findings(cat: Catalog, tag: str, repair: bool) -> tuple[list[Finding
 
 def _index_finding(cat: Catalog, tag: str) -> Finding:
     from .errors import IndexMissing
-    from .pipeline import index_dir, load_index
+    from .catalog_index import index_dir, load_index
 
     try:
         index = load_index(cat, tag)
@@ -182,7 +182,7 @@ def check_catalog(data_dir: str | Path, repair: bool = False, progress: bool = T
                 findings.append(_recompute(cat, tag, progress))
             finding = _index_finding(cat, tag)
             if repair and (not finding.ok or dropped):
-                from .pipeline import update_index
+                from .catalog_index import update_index
 
                 update_index(cat, tag, rebuild=True, progress=progress)
                 finding = Finding("index", False, f"{tag}: rebuilt ({finding.message})", repaired=True)

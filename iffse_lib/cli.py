@@ -87,8 +87,8 @@ def _embedder(args):
 
 
 def _detector(args):
-    """The FaceDetector of --detector/--upsample/--device; None for `search` without them (the
-    Searcher then uses the catalogue's own detector)."""
+    """The FaceDetector of --detector/--upsample/--device; None without them (`search` then uses
+    the catalogue's own detector, the other commands :func:`iffse_lib.faces.default_detector`)."""
     from .faces import FaceDetector
 
     if args.detector is None and args.upsample is None:
@@ -126,23 +126,21 @@ def cmd_collect(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from . import pipeline
+    from .catalog_index import update_index, update_shards
+    from .faces import default_detector
+    from .pipeline import index_photos
 
     t0 = time.perf_counter()
     embedder = _embedder(args)
-    detector = _detector(args)
-    if detector is None:
-        from .faces import FaceDetector
-
-        detector = FaceDetector("hog", config.DEFAULT_UPSAMPLE)
+    detector = _detector(args) or default_detector()
     with _catalog(args, create=False) as cat, cat.run("index", vars(args)):
-        counts = pipeline.index_photos(cat, embedder, detector=detector, redetect=args.redetect,
-                                       batch_size=args.batch, progress=not args.quiet, jobs=args.jobs,
-                                       scheduler=args.scheduler, workers=args.workers)
-        index, info = pipeline.update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
-                                            backend=args.backend, progress=not args.quiet)
+        counts = index_photos(cat, embedder, detector=detector, redetect=args.redetect, batch_size=args.batch,
+                              progress=not args.quiet, jobs=args.jobs, scheduler=args.scheduler,
+                              workers=args.workers)
+        index, info = update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
+                                   backend=args.backend, progress=not args.quiet)
         counts["index"] = info
-        shards = pipeline.update_shards(cat, embedder.model_tag, args.shards, args.backend)
+        shards = update_shards(cat, embedder.model_tag, args.shards, args.backend)
         if shards is not None:
             counts["shards"] = {key: shards[key] for key in ("shards", "backend", "count", "counts", "rebuilt")}
         cat.finish_run("ok", counts)
@@ -300,10 +298,10 @@ def cmd_evaluate_lfw_pairs(args) -> int:
     import os
 
     from .evaluate import evaluate_lfw_pairs
-    from .faces import FaceDetector
+    from .faces import default_detector
 
     lfw_dir = args.lfw_dir or os.environ.get("IFFSE_LFW_DIR") or None
-    embedder, detector = _embedder(args), _detector(args) or FaceDetector("hog", config.DEFAULT_UPSAMPLE)
+    embedder, detector = _embedder(args), _detector(args) or default_detector()
     catalog = _catalog(args, create=False, readonly=True) if args.data is not None else None
     try:
         result = evaluate_lfw_pairs(args.pairs, lfw_dir=lfw_dir, catalog=catalog, embedder=embedder,

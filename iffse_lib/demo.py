@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from . import pipeline
 from .catalog import Catalog
+from .catalog_index import build_index
 from .embed import get_embedder
+from .pipeline import collect, index_photos
 from .search import Searcher
 from .sources.lfw import LFWSource
 
@@ -23,9 +24,9 @@ def run_demo(data: str | Path | None = None, lfw_dir: str | Path | None = None, 
         cat.start_run("demo", {"lfw_dir": str(lfw_dir), "limit": limit, "embedder": emb.model_tag})
         t = time.perf_counter()
         source = LFWSource(lfw_dir, limit=limit)
-        summary["collect"] = pipeline.collect(cat, source, progress=progress)
-        summary["index_photos"] = pipeline.index_photos(cat, emb, progress=progress)
-        index, summary["build_index"] = pipeline.build_index(cat, emb.model_tag, progress=progress)
+        summary["collect"] = collect(cat, source, progress=progress)
+        summary["index_photos"] = index_photos(cat, emb, progress=progress)
+        index, summary["build_index"] = build_index(cat, emb.model_tag, progress=progress)
         # One lookalike search: the first catalogued face of a person with several photos.
         row = cat.first_face_of_a_repeated_identity(emb.model_tag)
         if row:

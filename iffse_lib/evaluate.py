@@ -410,7 +410,7 @@ def evaluate_lfw_pairs(pairs, lfw_dir: str | Path | None = None, catalog=None, e
 
     Vectors come from ``catalog`` where it has them (see :func:`photo_vectors`), the rest are
     computed from ``lfw_dir`` with the pipeline's own steps: ``detector`` (a
-    :class:`~iffse_lib.faces.FaceDetector`; an int: HOG at that upsampling; None: HOG, upsample
+    :class:`~iffse_lib.faces.FaceDetector`; None: HOG, upsample
     1), the pipeline's chip rule (``points`` 68 or 5 overrides it) and ``embedder`` (its
     test-time augmentation included).
     """
@@ -572,7 +572,7 @@ def evaluate_retrieval(catalog, model_tag: str | None = None, depth: int = 100, 
 
     from .embed import get_embedder
     from .index import exact_search
-    from .pipeline import load_index
+    from .catalog_index import load_index
 
     if depth < 5:
         raise ValueError("depth must be >= 5 (precision@5 needs five results)")

@@ -183,11 +183,9 @@ class FaceDetector:
         return [largest_first(f) for f in found]
 
 
-def as_detector(detector: "FaceDetector | int | None") -> FaceDetector:
-    """A FaceDetector from itself, from an upsample count (HOG) or None (HOG, default upsample)."""
-    if isinstance(detector, FaceDetector):
-        return detector
-    return FaceDetector("hog", config.DEFAULT_UPSAMPLE if detector is None else detector)
+def default_detector() -> FaceDetector:
+    """The detector used where none is given: dlib's HOG at ``config.DEFAULT_UPSAMPLE``."""
+    return FaceDetector("hog", config.DEFAULT_UPSAMPLE)
 
 
 def landmarks_for_box(image: np.ndarray, box: Box, points: int = 68) -> np.ndarray:

@@ -14,7 +14,7 @@ vectors (``benchmarks/index.py``; README "Choosing the index backend"):
 - ``flat``: exact search (numpy) over a copy of the vectors; for shards whose answers must equal
   unsharded exact search.
 
-None of them keeps a removed face's bytes once rebuilt; ``pipeline.update_index`` rebuilds on
+None of them keeps a removed face's bytes once rebuilt; ``catalog_index.update_index`` rebuilds on
 ``forget`` (meta key ``index_erase:<model>``) for every backend.
 """
 
@@ -328,7 +328,7 @@ class IVFPQBackend(FaissBackend):
     def query(self, q, k, search_k):
         if self._vectors_of is None:
             raise IndexMissing("the ivfpq index re-ranks from the catalogue's vectors: load it with "
-                               "pipeline.load_index (or attach the vectors) before querying")
+                               "catalog_index.load_index (or attach the vectors) before querying")
         self._ann.nprobe = self.effective_search_k(k, search_k)
         items, _ = self._search(q, k * self.settings.get("rerank", RERANK_FACTOR))
         items = items[items >= 0]

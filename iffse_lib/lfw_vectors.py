@@ -1,7 +1,7 @@
 """One vector per LFW photo, through the pipeline's own detect, landmark and chip steps.
 
 :func:`photo_vectors` finds each photo's subject with the same
-:func:`iffse_lib.pipeline.detect_and_landmark` the pipeline runs (any
+:func:`iffse_lib.stages.detect_and_landmark` the pipeline runs (any
 :class:`~iffse_lib.faces.FaceDetector`: HOG or CNN, any upsampling, batched), cuts its chip from
 :func:`iffse_lib.faces.chip_points` (the pipeline's rule: 68 points in HOG boxes, 5 in CNN boxes)
 and embeds it with any embedder (test-time augmentation included). The steps are also
@@ -185,14 +185,14 @@ def locate(files: Iterable[str], lfw_dir: str | Path | None = None, known: dict 
 def find_subjects(paths: dict[str, Path], detector=None, batch_size: int = config.DEFAULT_BATCH,
                   known: dict | None = None, progress: bool = True, times=None) -> dict[str, dict]:
     """Each photo's subject through the pipeline's detect and landmark step
-    (:func:`iffse_lib.pipeline.detect_and_landmark`, ``batch_size`` photos a call): file ->
+    (:func:`iffse_lib.stages.detect_and_landmark`, ``batch_size`` photos a call): file ->
     ``how`` (detected or fallback), ``n_faces``, ``box`` and 68 ``landmarks``. Photos that
     ``known`` (a catalogue's) has detected with this detector keep the catalogue's faces.
-    ``times``: a :class:`~iffse_lib.pipeline.StageTimes` that gains the detect and landmark times."""
+    ``times``: a :class:`~iffse_lib.stages.StageTimes` that gains the detect and landmark times."""
     from . import faces, images
-    from .pipeline import detect_and_landmark
+    from .stages import detect_and_landmark
 
-    detector = faces.as_detector(detector)
+    detector = detector if detector is not None else faces.default_detector()
     known = known or {}
     out: dict[str, dict] = {}
     todo = []
@@ -249,12 +249,13 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
                   points: int | None = None) -> PhotoVectors:
     """One vector per LFW file name (``Aaron_Eckhart_0001.jpg``), each photo embedded once.
 
-    ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (an int: HOG at that upsampling;
-    None: HOG, upsample 1). With ``catalog``, photos whose subject already has a vector of the
-    embedder's model found by this detector are read from it, and photos it has detected with
-    this detector keep its faces; the others are loaded (from ``lfw_dir``, else from the
-    catalogue's copy), detected, aligned and embedded in batches of ``batch_size``. ``points``
-    (68 or 5) overrides the chip rule (then no catalogue vector is reused).
+    ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (None:
+    :func:`~iffse_lib.faces.default_detector`, HOG at upsample 1). With ``catalog``, photos whose
+    subject already has a vector of the embedder's model found by this detector are read from
+    it, and photos it has detected with this detector keep its faces; the others are loaded
+    (from ``lfw_dir``, else from the catalogue's copy), detected, aligned and embedded in batches
+    of ``batch_size``. ``points`` (68 or 5) overrides the chip rule (then no catalogue vector is
+    reused).
     """
     import pandas as pd
 
@@ -262,7 +263,7 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
     from .embed import get_embedder
 
     embedder = embedder or get_embedder()
-    detector = faces.as_detector(detector)
+    detector = detector if detector is not None else faces.default_detector()
     files = list(dict.fromkeys(files))
     known = _catalog_lfw_photos(catalog, embedder.model_tag, detector.tag) if catalog is not None else {}
     vectors: dict[str, np.ndarray] = {}

@@ -283,11 +283,11 @@ def index_recall(index, face_ids: np.ndarray, vectors: np.ndarray, k: int = 10,
 
 # -- timings ------------------------------------------------------------------------------------
 
-def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = config.DEFAULT_UPSAMPLE,
-                  seed: int = 0, detector=None) -> pd.DataFrame:
+def stage_timings(catalog, n_photos: int = 16, embedder=None, seed: int = 0, detector=None) -> pd.DataFrame:
     """Time load, detect, landmarks, align and embed on ``n_photos`` random catalogued photos.
 
-    ``detector`` (a :class:`~iffse_lib.faces.FaceDetector`) replaces HOG at ``upsample``.
+    ``detector``: a :class:`~iffse_lib.faces.FaceDetector` (None:
+    :func:`~iffse_lib.faces.default_detector`).
     Nothing is written; the figures hold whether or not the catalogue is already indexed. The
     models are loaded first, on one photo timed apart (``attrs["load_s"]``), so that the stages and
     the throughput are warm: what every photo after the first costs. Returns a DataFrame (one row
@@ -297,24 +297,26 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     import pandas as pd
 
     from .embed import get_embedder
-    from .pipeline import run_batch
+    from .faces import default_detector
+    from .stages import run_batch
 
     embedder = embedder or get_embedder()
+    detector = detector if detector is not None else default_detector()
     photos = catalog.photos()
     if photos.empty:
         raise ValueError(f"no photos in {catalog.root}; collect some first")
     sample = photos.sample(min(n_photos, len(photos)), random_state=seed)
     t_load = time.perf_counter()  # the detector, landmark and embedding models load on first use
-    run_batch([(int(sample["photo_id"].iloc[0]), sample["path"].iloc[0], None)], detector or upsample, embedder)
+    run_batch([(int(sample["photo_id"].iloc[0]), sample["path"].iloc[0], None)], detector, embedder)
     load_s = time.perf_counter() - t_load
     t_all = time.perf_counter()
     # The pipeline's own batch function, detecting every sampled photo afresh; nothing is committed.
     result = run_batch([(pid, path, None) for pid, path in zip(sample["photo_id"], sample["path"])],
-                       detector or upsample, embedder)
+                       detector, embedder)
     total = time.perf_counter() - t_all
-    n, n_faces = len(sample), result["faces"]
+    n, n_faces = len(sample), result.faces
     df = pd.DataFrame([{"stage": k, "seconds": v, "ms_per_photo": v * 1000 / n}
-                       for k, v in result["seconds"].items()])
+                       for k, v in result.seconds.items()])
     df.attrs.update({"photos": n, "faces": n_faces, "seconds": total, "photos_per_s": n / total,
                      "faces_per_s": n_faces / total, "embedder": embedder.model_tag, "load_s": load_s})
     return df

@@ -34,15 +34,15 @@ class Searcher:
     """Holds a catalogue, its index and an embedder for repeated queries (widgets, notebooks)."""
 
     def __init__(self, catalog: Catalog, embedder: Embedder | None = None, index: FaceIndex | None = None,
-                 upsample: int | None = None, detector: faces.FaceDetector | None = None, client=None):
+                 detector: faces.FaceDetector | None = None, client=None):
         """``detector`` finds the faces of query photos; by default the one that found most of
-        the catalogue's faces (or dlib's HOG at ``upsample`` when that is given, or when the
-        catalogue has no faces), so that queries and catalogue are aligned alike.
+        the catalogue's faces (:func:`~iffse_lib.faces.default_detector` when the catalogue has
+        no faces), so that queries and catalogue are aligned alike.
 
         ``client`` (a ``dask.distributed.Client``): search the index shards that ``iffse index
         --shards N`` built, each kept loaded on a worker (:class:`iffse_lib.shards.ShardedIndex`);
         every query's faces go to each shard in one call."""
-        from .pipeline import load_index, load_shards
+        from .catalog_index import load_index, load_shards
 
         self.catalog = catalog
         self.embedder = embedder or get_embedder()
@@ -55,10 +55,9 @@ class Searcher:
 
             raise ModelMismatch(f"the index holds {self.index.model_tag!r} vectors but the embedder makes "
                                 f"{self.embedder.model_tag!r} vectors")
-        if detector is None and upsample is None:
-            detector = catalog_detector(catalog)
-        self.detector = detector or faces.FaceDetector("hog", config.DEFAULT_UPSAMPLE if upsample is None else upsample)
-        self.upsample = self.detector.upsample
+        if detector is None:
+            detector = catalog_detector(catalog) or faces.default_detector()
+        self.detector = detector
 
     def _bounded_k(self, k: int) -> int:
         """``k`` capped at the faces the index holds (a huge k costs memory, never more matches)."""

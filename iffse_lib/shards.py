@@ -13,7 +13,7 @@ dies, its shards are loaded again on the workers left and the call is repeated, 
 always complete. ``Searcher(catalog, client=client)`` uses it.
 
 Shards are rebuilt whole (never patched), so faces removed from the catalogue (``forget``)
-leave no bytes behind: :func:`update_shards` rebuilds them whenever the catalogue's faces differ
+leave no bytes behind: :func:`iffse_lib.catalog_index.update_shards` rebuilds them whenever the catalogue's faces differ
 from the shards'.
 """
 

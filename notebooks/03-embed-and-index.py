@@ -23,7 +23,7 @@
 # exact search at the end.
 
 # %%
-from iffse_lib import config, faces, glue, pipeline, plots, reduce
+from iffse_lib import catalog_index, config, faces, glue, pipeline, plots, reduce
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 
@@ -110,11 +110,11 @@ fig
 # ## The index
 
 # %%
-index, built = pipeline.build_index(cat, embedder.model_tag, n_trees=N_TREES)
+index, built = catalog_index.build_index(cat, embedder.model_tag, n_trees=N_TREES)
 built
 
 # %%
-index_files = {p.name: p.stat().st_size for p in pipeline.index_dir(cat).iterdir()}
+index_files = {p.name: p.stat().st_size for p in catalog_index.index_dir(cat).iterdir()}
 index_files
 
 # %% [markdown]

@@ -42,14 +42,14 @@ def lfw_dir() -> Path:
 @pytest.fixture(scope="session")
 def people_catalog(tmp_path_factory):
     """../shared/data/faces/people collected (identity from folder) and indexed, once per session."""
-    from iffse_lib import pipeline
+    from iffse_lib import catalog_index, pipeline
     from iffse_lib.catalog import Catalog
     from iffse_lib.sources.folder import FolderSource
 
     cat = Catalog(tmp_path_factory.mktemp("people") / "data")
     pipeline.collect(cat, FolderSource(FACES / "people", identity_from_folder=True), progress=False)
     pipeline.index_photos(cat, progress=False)
-    pipeline.build_index(cat, progress=False)
+    catalog_index.build_index(cat, progress=False)
     yield cat
     cat.close()
 
@@ -60,7 +60,7 @@ def lfw_catalog(tmp_path_factory):
 
     Other tests (notebooks, evaluation, index recall) read this catalogue; they must not write to it.
     """
-    from iffse_lib import pipeline
+    from iffse_lib import catalog_index, pipeline
     from iffse_lib.catalog import Catalog
     from iffse_lib.sources.lfw import LFWSource
 
@@ -68,7 +68,7 @@ def lfw_catalog(tmp_path_factory):
     cat.start_run("test lfw")
     collected = pipeline.collect(cat, LFWSource(LFW), progress=False)
     indexed = pipeline.index_photos(cat, progress=False)
-    _, built = pipeline.build_index(cat, progress=False)
+    _, built = catalog_index.build_index(cat, progress=False)
     cat.finish_run("ok", {"collect": collected, "index": indexed, "build": built})
     cat.lfw_summary = {"collect": collected, "index": indexed, "build": built}
     yield cat
@@ -102,13 +102,13 @@ def one_line_error(proc) -> str:
 
 def faces_find_themselves(data, tol: float = 1e-3) -> int:
     """Every face's vector finds that face first in the catalogue's index; returns how many faces."""
-    from iffse_lib import pipeline
+    from iffse_lib import catalog_index
     from iffse_lib.catalog import Catalog
 
     with Catalog(data, readonly=True) as cat:
         for tag in cat.model_tags():
             ids, X = cat.vectors(tag)
-            got, dist = pipeline.load_index(cat, tag).query(X, k=1)
+            got, dist = catalog_index.load_index(cat, tag).query(X, k=1)
             assert (got[:, 0] == ids).all() and float(dist.max()) < tol
     return len(ids)
 

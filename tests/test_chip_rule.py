@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import LFW
-from iffse_lib import faces, images, pipeline
+from iffse_lib import faces, images, pipeline, stages
+from iffse_lib.catalog_index import build_index
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed_torch import TorchEmbedder
 from iffse_lib.lfw_vectors import photo_vectors
@@ -30,11 +31,11 @@ def test_the_pipeline_cuts_chips_by_the_rule(photos, kind, points):
     assert faces.CHIP_POINTS[kind] == points
     detector = faces.FaceDetector(kind, 1 if kind == "hog" else 0)
     embedder = TorchEmbedder()
-    result = pipeline.run_batch([(i, str(p), None) for i, p in enumerate(photos)], detector, embedder)
-    assert len(result["keys"]) >= len(photos)
-    for (photo_id, idx), vector in zip(result["keys"], result["vectors"]):
+    result = stages.run_batch([(i, str(p), None) for i, p in enumerate(photos)], detector, embedder)
+    assert len(result.keys) >= len(photos)
+    for (photo_id, idx), vector in zip(result.keys, result.vectors):
         image = images.load_image(photos[photo_id])
-        d = result["detected"][photo_id][idx]
+        d = result.detected[photo_id][idx]
         assert d.landmarks.shape == (68, 2)  # the 68 are what the catalogue stores
         by_rule = embedder.embed(faces.face_chips(image, [faces.landmarks_for_box(image, d.box, points)]))[0]
         np.testing.assert_allclose(vector, by_rule, atol=1e-5)
@@ -57,18 +58,18 @@ def test_faces_embedded_again_and_queries_are_cut_alike(tmp_path, faces_dir):
     detector = faces.FaceDetector("cnn", 0)
     pipeline.index_photos(cat, TorchEmbedder(), detector=detector, progress=False)
     flip = TorchEmbedder(tta="flip")
-    n_photos, batches = pipeline.pending_batches(cat, flip.model_tag, 8)
+    n_photos, batches = stages.pending_batches(cat, flip.model_tag, 8)
     assert n_photos == len(names) and all(stored for b in batches for _, _, stored in b)
     again = pipeline.index_photos(cat, flip, detector=detector, detect_new=False, progress=False)
     assert again["vectors"] >= len(names) and again["faces"] == 0  # nothing detected again
     items = [(pid, str(cat.root / path), None) for pid, path in cat.query("SELECT id, path FROM photos ORDER BY id")]
-    fresh = pipeline.run_batch(items, detector, flip)
+    fresh = stages.run_batch(items, detector, flip)
     face_id = {(r[0], r[1]): r[2] for r in cat.query("SELECT photo_id, idx, id FROM faces")}
-    ids, stored = cat.vectors(flip.model_tag, [face_id[k] for k in fresh["keys"]])
+    ids, stored = cat.vectors(flip.model_tag, [face_id[k] for k in fresh.keys])
     by_id = dict(zip(ids.tolist(), stored))
-    for key, vector in zip(fresh["keys"], fresh["vectors"]):
+    for key, vector in zip(fresh.keys, fresh.vectors):
         np.testing.assert_allclose(by_id[face_id[key]], vector, atol=1e-5)
-    pipeline.build_index(cat, flip.model_tag, progress=False)
+    build_index(cat, flip.model_tag, progress=False)
     matches = Searcher(cat, flip, detector=detector).search(folder / names[0].name, k=1)
     assert matches[0]["distance"].iloc[0] < 1e-3
     cat.close()
@@ -83,9 +84,9 @@ def test_lfw_evaluation_goes_through_the_pipelines_steps(kind, upsample, points)
     pv = photo_vectors(files, lfw_dir=LFW, embedder=embedder, detector=detector, progress=False)
     assert pv.detector == detector.tag and pv.model_tag == "dlib-resnet-v1+flip"
     paths = [LFW / f.rsplit("_", 1)[0] / f for f in files]
-    result = pipeline.run_batch([(i, str(p), None) for i, p in enumerate(paths)], detector, embedder)
+    result = stages.run_batch([(i, str(p), None) for i, p in enumerate(paths)], detector, embedder)
     for i, f in enumerate(files):
         assert pv.info.loc[f, "how"] == "detected" and pv.info.loc[f, "chip_points"].shape == (points, 2)
         box = pv.info.loc[f, "box"]
-        idx = [d.box for d in result["detected"][i]].index(box)
-        np.testing.assert_allclose(pv.vectors[f], result["vectors"][result["keys"].index((i, idx))], atol=1e-5)
+        idx = [d.box for d in result.detected[i]].index(box)
+        np.testing.assert_allclose(pv.vectors[f], result.vectors[result.keys.index((i, idx))], atol=1e-5)

@@ -124,7 +124,7 @@ def test_detecting_a_photo_again_moves_its_label_to_the_new_subject(labelled, tm
 def test_search_results_carry_the_face_label_not_the_photo_name(labelled):
     """A bystander found by a search is not given the name of the photo it stands in."""
     from iffse_lib.catalog import Catalog
-    from iffse_lib.pipeline import build_index
+    from iffse_lib.catalog_index import build_index
     from iffse_lib.search import Searcher
 
     with Catalog(labelled) as cat:

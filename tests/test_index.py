@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iffse_lib import pipeline
+from iffse_lib import catalog_index, pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.errors import IndexMismatch, IndexMissing, ModelMismatch
 from iffse_lib.index import FaceIndex, default_backend, exact_search, rebuild_threshold
@@ -88,7 +88,7 @@ def _copy_catalog(cat: Catalog, dest: Path) -> Catalog:
 
 def test_growing_index_finds_new_faces_and_never_returns_removed_ones(lfw_catalog, faces_dir, tmp_path):
     cat = _copy_catalog(lfw_catalog, tmp_path / "data")
-    before = pipeline.load_index(cat, MODEL)
+    before = catalog_index.load_index(cat, MODEL)
     segment = before.segment_size
     assert before.removed == 0 and len(before.buffer_ids) == 0
     # collect and embed two photos that are not in LFW
@@ -107,12 +107,12 @@ def test_growing_index_finds_new_faces_and_never_returns_removed_ones(lfw_catalo
     new_ids = np.array([r[0] for r in cat.query(
         "SELECT f.id FROM faces f JOIN photos p ON p.id=f.photo_id WHERE p.source_kind='folder'")])
 
-    index, info = pipeline.update_index(cat, MODEL, progress=False)
+    index, info = catalog_index.update_index(cat, MODEL, progress=False)
     assert info["rebuilt"] is False, info
     assert index.segment_size == segment and sorted(index.buffer_ids) == sorted(new_ids)
     assert cat.get_meta("index_stale") == "0"
     _, new_vecs = cat.vectors(MODEL, new_ids)
-    ids, dists = pipeline.load_index(cat, MODEL).query(new_vecs, k=5)
+    ids, dists = catalog_index.load_index(cat, MODEL).query(new_vecs, k=5)
     assert ids[:, 0].tolist() == new_ids.tolist() and np.allclose(dists[:, 0], 0, atol=1e-4)
 
     # forget one LFW photo (its faces are in the built segment) and one new photo (in the buffer)
@@ -120,16 +120,16 @@ def test_growing_index_finds_new_faces_and_never_returns_removed_ones(lfw_catalo
     new_photo = cat.scalar("SELECT photo_id FROM faces WHERE id=?", (int(new_ids[0]),))
     _, gone_vecs = cat.vectors(MODEL, [lfw_face, int(new_ids[0])])
     cat.remove_photos([lfw_photo, new_photo])
-    index = pipeline.load_index(cat, MODEL)
+    index = catalog_index.load_index(cat, MODEL)
     assert index.removed >= 1 and int(new_ids[0]) not in index.buffer_ids
     ids, _ = index.query(gone_vecs, k=10)
     assert lfw_face not in ids and int(new_ids[0]) not in ids
     assert len(index) == cat.scalar("SELECT COUNT(*) FROM vectors WHERE model=?", (MODEL,))
 
     # --rebuild: one segment over exactly the current faces, nothing buffered or masked
-    index, info = pipeline.update_index(cat, MODEL, rebuild=True, progress=False)
+    index, info = catalog_index.update_index(cat, MODEL, rebuild=True, progress=False)
     assert info["rebuilt"] and index.removed == 0 and len(index.buffer_ids) == 0
-    strict = pipeline.load_index(cat, MODEL, sync=False)  # covers the catalogue exactly
+    strict = catalog_index.load_index(cat, MODEL, sync=False)  # covers the catalogue exactly
     assert strict.segment_size == len(index)
     cat.close()
 

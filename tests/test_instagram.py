@@ -279,12 +279,12 @@ def test_opt_out_list_is_honoured_before_download(tmp_path, face_images):
 
 
 def test_forget_an_owner_removes_photos_faces_vectors_and_files(tmp_path, face_images):
-    from iffse_lib import pipeline
+    from iffse_lib import catalog_index, pipeline
 
     with FakeInstagram(38, page_size=12, images=face_images) as server, Catalog(tmp_path / "data") as cat:
         crawl(cat, server, "web", tmp_path, max_posts=6)
         pipeline.index_photos(cat, progress=False)
-        index, _ = pipeline.build_index(cat, progress=False)
+        index, _ = catalog_index.build_index(cat, progress=False)
         model = index.model_tag
         theirs = cat.query("SELECT id, path FROM photos WHERE json_extract(meta, '$.username') = 'fake_user_04'")
         assert len(theirs) == 2  # a carousel of 2
@@ -299,7 +299,7 @@ def test_forget_an_owner_removes_photos_faces_vectors_and_files(tmp_path, face_i
         assert not cat.query(f"SELECT 1 FROM faces WHERE id IN ({','.join(map(str, their_faces))})")
         assert not any((cat.root / r["path"]).exists() for r in theirs)
         assert cat.get_meta("index_stale") == "1"
-        index, _ = pipeline.build_index(cat, progress=False)
+        index, _ = catalog_index.build_index(cat, progress=False)
         assert not set(their_faces) & set(index.face_ids.tolist())
         ids, _ = index.query(their_vectors, k=5)
         assert not set(ids.ravel().tolist()) & set(their_faces)

@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
-from iffse_lib import faces, pipeline, runners
+from iffse_lib import faces, runners, stages
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed import get_embedder
 
@@ -98,20 +98,20 @@ def test_workers_can_leave_the_embedding_to_this_process(collected, tmp_path, fa
     data = tmp_path / "data"
     shutil.copytree(collected, data)
     with Catalog(data) as cat:
-        _, batches = pipeline.pending_batches(cat, MODEL, batch_size=4, limit=8)
+        _, batches = stages.pending_batches(cat, MODEL, batch_size=4, limit=8)
     detector, embedder = faces.FaceDetector("hog", 1), get_embedder("torch")
-    here = list(pipeline.run_batches(batches, runners.InProcess(), detector, embedder))
+    here = list(stages.run_batches(batches, runners.InProcess(), detector, embedder))
     with runners.ProcessPool(2) as pool:
-        pooled = list(pipeline.run_batches(batches, pool, detector, embedder, embed_here=True))
+        pooled = list(stages.run_batches(batches, pool, detector, embedder, embed_here=True))
         workers = pool.pids()
     assert len(workers) == 2 and os.getpid() not in workers
     assert [items for items, _ in pooled] == batches
     for (_, a), (_, b) in zip(here, pooled):
-        assert a["keys"] == b["keys"] and b["chips"] is None
-        assert set(b["processes"]) <= set(workers) and b["threads"] == [1]
-        if a["keys"]:
-            np.testing.assert_allclose(b["vectors"], a["vectors"], atol=1e-5)
-    assert sum(len(r["keys"]) for _, r in pooled) > 8
+        assert a.keys == b.keys and b.chips is None
+        assert set(b.processes) <= set(workers) and b.threads == [1]
+        if a.keys:
+            np.testing.assert_allclose(b.vectors, a.vectors, atol=1e-5)
+    assert sum(len(r.keys) for _, r in pooled) > 8
 
 
 def test_the_default_uses_the_cores_the_process_may_use(small_catalog, tmp_path):

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from iffse_lib import pipeline
+from iffse_lib import catalog_index, pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.errors import SourceError
 from iffse_lib.index import exact_search
@@ -40,7 +40,7 @@ def test_lfw_subset_end_to_end(lfw_catalog):
 
 
 def test_annoy_recall_at_10_against_exact_on_lfw_vectors(lfw_catalog):
-    index = pipeline.load_index(lfw_catalog)
+    index = catalog_index.load_index(lfw_catalog)
     face_ids, X = lfw_catalog.vectors(index.model_tag)
     rng = np.random.default_rng(0)
     q = rng.choice(len(X), size=300, replace=False)
@@ -53,10 +53,10 @@ def test_annoy_recall_at_10_against_exact_on_lfw_vectors(lfw_catalog):
 
 def test_same_person_top_match_on_lfw(lfw_catalog):
     """On LFW people with several photos, the nearest other face is mostly the same person."""
-    df = lfw_catalog.faces(pipeline.load_index(lfw_catalog).model_tag)
+    df = lfw_catalog.faces(catalog_index.load_index(lfw_catalog).model_tag)
     df["area"] = (df["right"] - df["left"]) * (df["bottom"] - df["top"])
     main = df.sort_values("area", ascending=False).groupby("photo_id").head(1).sort_values("face_id")
-    face_ids, X = lfw_catalog.vectors(pipeline.load_index(lfw_catalog).model_tag, main["face_id"])
+    face_ids, X = lfw_catalog.vectors(catalog_index.load_index(lfw_catalog).model_tag, main["face_id"])
     identity = main.set_index("face_id").loc[face_ids, "photo_identity"].to_numpy()
     multi = np.flatnonzero(np.isin(identity, [i for i, c in zip(*np.unique(identity, return_counts=True)) if c > 1]))
     pos, _ = exact_search(X[multi], X, 2)

@@ -8,8 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from iffse_lib import faces, images, pipeline
+from iffse_lib import faces, images, pipeline, stages
 from iffse_lib.catalog import Catalog
+from iffse_lib.catalog_index import build_index, load_index
 from iffse_lib.cli import main
 from iffse_lib.embed import get_embedder
 from iffse_lib.search import Searcher
@@ -41,7 +42,7 @@ def test_redetect_replaces_the_faces_of_another_detector(tmp_path, faces_dir):
     embedder = get_embedder()
     first = pipeline.index_photos(cat, embedder, detector=faces.FaceDetector("hog", 0), progress=False)
     assert (first["photos"], first["faces"]) == (3, 4)
-    pipeline.build_index(cat, embedder.model_tag, progress=False)
+    build_index(cat, embedder.model_tag, progress=False)
     old_ids = {r[0] for r in cat.query("SELECT id FROM faces")}
 
     # Another detector without --redetect: the photos keep their faces, and the count says so.
@@ -63,7 +64,7 @@ def test_redetect_replaces_the_faces_of_another_detector(tmp_path, faces_dir):
     assert cat.get_meta("index_stale") == "1"
 
     # The saved index (built over the old faces) never returns a replaced face.
-    index = pipeline.load_index(cat, embedder.model_tag)
+    index = load_index(cat, embedder.model_tag)
     assert len(index) == 8
     searcher = Searcher(cat, embedder, index=index, detector=faces.FaceDetector("hog", 1))
     for face_id in face_ids:
@@ -87,15 +88,16 @@ def test_torch_alignment_gives_dlibs_vectors(tmp_path, faces_dir):
         assert (faces_dir / name).exists(), name
     items = [(i, str(faces_dir / name), None) for i, name in enumerate(names)]
     embedder = get_embedder("torch")
-    by_dlib = pipeline.run_batch(items, 1, embedder, align="dlib")
-    by_torch = pipeline.run_batch(items, 1, embedder, align="torch", loaders=2)
-    assert by_dlib["keys"] == by_torch["keys"] and len(by_dlib["keys"]) >= 25
-    dist = np.linalg.norm(by_dlib["vectors"] - by_torch["vectors"], axis=1)
+    hog = faces.FaceDetector("hog", 1)
+    by_dlib = stages.run_batch(items, hog, embedder, align="dlib")
+    by_torch = stages.run_batch(items, hog, embedder, align="torch", loaders=2)
+    assert by_dlib.keys == by_torch.keys and len(by_dlib.keys) >= 25
+    dist = np.linalg.norm(by_dlib.vectors - by_torch.vectors, axis=1)
     print(f"\n{len(dist)} faces: distance between dlib- and torch-aligned vectors at most {dist.max():.5f}, "
           f"median {np.median(dist):.5f}")
     assert dist.max() <= 0.005
     with pytest.raises(ValueError, match="align"):
-        pipeline.run_batch(items[:1], 1, embedder, align="opencv")
+        stages.run_batch(items[:1], hog, embedder, align="opencv")
 
 
 def test_detector_settings_are_checked():
@@ -129,7 +131,7 @@ def test_cnn_detector_pipeline(tmp_path, faces_dir):
                                  progress=False)
     assert done["photos"] == len(names) >= 18 and done["photos_without_faces"] == 0
     assert all(tags == {"cnn-up0"} for _, tags in _faces_per_photo(cat).values())
-    pipeline.build_index(cat, embedder.model_tag, progress=False)
+    build_index(cat, embedder.model_tag, progress=False)
     searcher = Searcher(cat, embedder, detector=faces.FaceDetector("cnn", 0))
     main_faces = cat.query("SELECT f.id, p.identity, p.path FROM faces f JOIN photos p ON p.id = f.photo_id "
                            "WHERE f.idx = 0 ORDER BY f.id")
@@ -138,8 +140,8 @@ def test_cnn_detector_pipeline(tmp_path, faces_dir):
 
     # The same photos through the HOG pipeline: the largest face's vector is nearly the same.
     items = [(pid, str(cat.root / path), None) for pid, path in cat.query("SELECT id, path FROM photos ORDER BY id")]
-    hog = pipeline.run_batch(items, faces.FaceDetector("hog", 1), embedder)
-    by_hog = {key: v for key, v in zip(hog["keys"], hog["vectors"]) if key[1] == 0}
+    hog = stages.run_batch(items, faces.FaceDetector("hog", 1), embedder)
+    by_hog = {key: v for key, v in zip(hog.keys, hog.vectors) if key[1] == 0}
     ids, vecs = cat.vectors(embedder.model_tag, [r[0] for r in main_faces])
     photo_of = dict(cat.query("SELECT id, photo_id FROM faces"))
     dist = np.array([np.linalg.norm(v - by_hog[(photo_of[int(i)], 0)]) for i, v in zip(ids, vecs)])
@@ -155,9 +157,9 @@ def test_search_uses_the_catalogues_detector(tmp_path, faces_dir):
     cat = _catalog(tmp_path, faces_dir, names, identity_from_folder=True)
     embedder = get_embedder()
     pipeline.index_photos(cat, embedder, detector=faces.FaceDetector("hog", 0), progress=False)
-    pipeline.build_index(cat, embedder.model_tag, progress=False)
+    build_index(cat, embedder.model_tag, progress=False)
     assert Searcher(cat, embedder).detector == faces.FaceDetector("hog", 0)
-    assert Searcher(cat, embedder, upsample=1).detector == faces.FaceDetector("hog", 1)
+    assert Searcher(cat, embedder, detector=faces.FaceDetector("hog", 1)).detector == faces.FaceDetector("hog", 1)
     assert faces.FaceDetector.from_tag("cnn-up1", "cuda") == faces.FaceDetector("cnn", 1, "cuda")
     with pytest.raises(ValueError, match="detector tag"):
         faces.FaceDetector.from_tag("hog")
@@ -175,9 +177,9 @@ def test_a_dask_task_carries_the_detector(faces_dir):
 
     detector = pickle.loads(pickle.dumps(faces.FaceDetector("cnn", 0)))
     items = [(7, str(faces_dir / "multi" / "facerec_obama_and_biden.jpg"), None)]
-    work = pickle.loads(pickle.dumps(functools.partial(pipeline.run_batch, detector=detector,
+    work = pickle.loads(pickle.dumps(functools.partial(stages.run_batch, detector=detector,
                                                        embedder=get_embedder("torch"))))
     result = on_worker(work, items)
-    assert result["detector"] == "cnn-up0" and result["faces"] == 3 and len(result["keys"]) == 3
+    assert result.detector == "cnn-up0" and result.faces == 3 and len(result.keys) == 3
     image = images.load_image(items[0][1])
-    assert [d.box for d in result["detected"][7]] == [b for b, _ in detector.detect_batch([image])[0]]
+    assert [d.box for d in result.detected[7]] == [b for b, _ in detector.detect_batch([image])[0]]

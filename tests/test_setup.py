@@ -197,7 +197,7 @@ def test_missing_model_says_what_to_run(tmp_path):
 
 def test_nothing_heavy_loads_at_import():
     code = ("import sys, iffse_lib, iffse_lib.catalog, iffse_lib.faces, iffse_lib.embed, iffse_lib.index, "
-            "iffse_lib.search, iffse_lib.pipeline, iffse_lib.cli;"
+            "iffse_lib.search, iffse_lib.pipeline, iffse_lib.stages, iffse_lib.catalog_index, iffse_lib.cli;"
             "print(sorted(m for m in ('dlib', 'torch', 'annoy', 'umap', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
