@@ -10,7 +10,7 @@ from typing import TextIO
 
 from . import pipeline
 from .catalog import Catalog
-from .embed import get_embedder
+from .embedders import get_embedder
 from .search import Searcher
 from .sources.lfw import LFWSource
 

@@ -570,7 +570,7 @@ def evaluate_retrieval(catalog, model_tag: str | None = None, depth: int = 100, 
     """
     import pandas as pd
 
-    from .embed import get_embedder
+    from .embedders import get_embedder
     from .index import exact_search
     from .pipeline import load_index
 

@@ -259,7 +259,7 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
     import pandas as pd
 
     from . import faces
-    from .embed import get_embedder
+    from .embedders import get_embedder
 
     embedder = embedder or get_embedder()
     detector = faces.as_detector(detector)

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from . import config, faces, images
 from .catalog import Catalog
-from .embed import Embedder, get_embedder
+from .embed import Embedder
+from .embedders import get_embedder
 from .errors import BadImage, IndexMissing
 from .index import FaceIndex
 from .records import Detection, PhotoRecord

@@ -296,7 +296,7 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, upsample: int = co
     """
     import pandas as pd
 
-    from .embed import get_embedder
+    from .embedders import get_embedder
     from .pipeline import run_batch
 
     embedder = embedder or get_embedder()

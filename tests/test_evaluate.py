@@ -216,7 +216,7 @@ def test_fallback_box_reproduces_the_detected_alignment(lfw_catalog):
     of the detected face (measured: median 0.00, 90th percentile 0.06 on 150 photos; the whole
     photo as the box gives 0.71)."""
     from iffse_lib import faces, images
-    from iffse_lib.embed import get_embedder
+    from iffse_lib.embedders import get_embedder
 
     from iffse_lib.lfw_vectors import _catalog_lfw_photos
 

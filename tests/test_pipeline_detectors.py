@@ -11,7 +11,7 @@ import pytest
 from iffse_lib import faces, images, pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.cli import main
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 from iffse_lib.search import Searcher
 from iffse_lib.sources.folder import FolderSource
 
