@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iffse_lib.embed import MODEL_TAG
 from iffse_lib.index import BACKENDS, FaceIndex, default_backend, exact_search
 from iffse_lib.index_backends import HNSW_EF, IVF_NPROBE
 
@@ -447,7 +448,7 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["annoy", "faiss-hnsw", "ivfpq", "usearch", "voyager", "hnswlib"],
                     choices=sorted(SETTINGS), help="what to measure (usearch, voyager, hnswlib: when installed)")
     ap.add_argument("--data", type=Path, default=None, help="a catalogue of the LFW subset to calibrate from")
-    ap.add_argument("--model", default="dlib-resnet-v1")
+    ap.add_argument("--model", default=MODEL_TAG)
     ap.add_argument("--tmp", type=Path, default=None, help="folder for the vectors and indexes (default: a new one in "
                                                            "the system's temporary folder)")
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON document (tables go to stderr)")

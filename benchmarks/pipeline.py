@@ -36,7 +36,7 @@ from pathlib import Path
 
 from iffse_lib import catalog_index, config, pipeline, stages
 from iffse_lib.catalog import Catalog
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 from iffse_lib.faces import FaceDetector
 from iffse_lib.runners import available_cores
 from iffse_lib.sources.folder import FolderSource

@@ -192,7 +192,7 @@ def check_catalog(data_dir: str | Path, repair: bool = False, progress: bool = T
 
 def _recompute(cat: Catalog, tag: str, progress: bool) -> Finding:
     """Embed again the faces whose ``tag`` vectors were dropped, from the raw photos and stored landmarks."""
-    from .embed import embedder_for_tag
+    from .embedders import embedder_for_tag
     from .pipeline import index_photos
 
     counts = index_photos(cat, embedder_for_tag(tag), detector=None, progress=progress, detect_new=False)

@@ -80,7 +80,7 @@ def _embedder_kwargs(args) -> dict:
 
 
 def _embedder(args):
-    from .embed import get_embedder
+    from .embedders import get_embedder
 
     kwargs = _embedder_kwargs(args)
     return get_embedder("torch" if kwargs and args.embedder is None else args.embedder, **kwargs)
@@ -314,7 +314,7 @@ def cmd_evaluate_lfw_pairs(args) -> int:
 
 
 def cmd_evaluate_retrieval(args) -> int:
-    from .embed import get_embedder
+    from .embedders import get_embedder
     from .evaluate import evaluate_retrieval
 
     with _catalog(args, create=False, readonly=True) as cat:

@@ -8,8 +8,8 @@ Detection: ``mmod_human_face_detector.dat`` in PyTorch (:func:`detect_boxes`,
 :func:`detect_boxes_batch`, :func:`detect_rects`, :func:`detect_rects_batch`).
 
 The same detections as ``dlib.cnn_face_detection_model_v1(path)(image, upsample)``, with the
-network read from dlib's file by :func:`iffse_lib.dlibnet.build_mmod_detector`. The steps are
-dlib's:
+network read from dlib's file by :mod:`iffse_lib.dlib_format` and built in PyTorch by
+:func:`iffse_lib.dlibnet.build_mmod_detector`. The steps are dlib's:
 
 0. ``upsample`` times ``pyramid_up(image, pyramid_down<2>)`` (dlib's Python binding,
    tools/python/src/cnn_face_detector.cpp): an H x W photo becomes (2H + 1) x (2W + 2)

@@ -100,7 +100,7 @@ def compare(a: FaceSide, b: FaceSide, embedder=None, threshold: float = config.D
     (:func:`iffse_lib.reduce.pair_distances`) to place this one among."""
     import time
 
-    from .embed import get_embedder
+    from .embedders import get_embedder
 
     embedder = embedder or get_embedder()
     fresh = [s for s in (a, b) if len(s.vector) == 0]
@@ -133,7 +133,7 @@ def compare_faces(catalog, face_a: int, face_b: int, stored: bool = False, label
                   **kwargs) -> Comparison:
     """:func:`compare` two catalogued faces by id; ``stored``: use their stored vectors of the
     embedder's model (only the occluded copies are embedded); ``labels``: face id -> name."""
-    from .embed import get_embedder
+    from .embedders import get_embedder
 
     kwargs["embedder"] = kwargs.get("embedder") or get_embedder()
     model = kwargs["embedder"].model_tag if stored else None

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from .catalog import Catalog
 from .catalog_index import build_index
-from .embed import get_embedder
+from .embedders import get_embedder
 from .pipeline import collect, index_photos
 from .search import Searcher
 from .sources.lfw import LFWSource

@@ -21,7 +21,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from . import config
-from .errors import IffseError
 from .models import model_path
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,8 @@ def _dlib_face_resnet(path: str):
     return dlib.face_recognition_model_v1(path)
 
 
-def _check_chips(chips: np.ndarray) -> np.ndarray:
+def check_chips(chips: np.ndarray) -> np.ndarray:
+    """``chips`` as an (N, 150, 150, 3) uint8 array; ValueError if it is not one."""
     chips = np.asarray(chips)
     if chips.ndim != 4 or chips.shape[1:] != (config.CHIP_SIZE, config.CHIP_SIZE, 3) or chips.dtype != np.uint8:
         raise ValueError(
@@ -77,60 +77,9 @@ class DlibEmbedder:
         return f"DlibEmbedder(num_jitters={self.num_jitters})"
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
-        chips = _check_chips(chips)
+        chips = check_chips(chips)
         if len(chips) == 0:
             return np.zeros((0, self.dim), np.float32)
         net = _dlib_face_resnet(str(model_path(config.FACE_RESNET_FILE)))
         out = net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], self.num_jitters)
         return np.asarray([np.asarray(v) for v in out], dtype=np.float32)
-
-
-def _torch_embedder(**kwargs) -> Embedder:
-    from .embed_torch import TorchEmbedder
-
-    return TorchEmbedder(**kwargs)
-
-
-EMBEDDERS = {"dlib": DlibEmbedder, "torch": _torch_embedder}
-
-
-def default_embedder_name() -> str:
-    """``torch`` when PyTorch is installed (same vectors as dlib's, about 10x faster), else ``dlib``."""
-    import importlib.util
-
-    return "torch" if importlib.util.find_spec("torch") is not None else "dlib"
-
-
-def get_embedder(name: str | None = None, **kwargs) -> Embedder:
-    """An embedder by name (``dlib``, ``torch``); None gives the default (see default_embedder_name)."""
-    name = name or default_embedder_name()
-    try:
-        factory = EMBEDDERS[name]
-    except KeyError:
-        raise IffseError(f"unknown embedder {name!r}; choose one of {sorted(EMBEDDERS)}") from None
-    return factory(**kwargs)
-
-
-def embedder_for_tag(tag: str) -> Embedder:
-    """The embedder that makes vectors of model ``tag`` (to compute lost vectors again): the
-    precision suffix (``+bf16``) and the test-time augmentation's (``+flip``, ``+jit10``) are read
-    back into a torch embedder's settings."""
-    from .tta import split_tag
-
-    if tag.startswith(MODEL_TAG + "-jitter") and tag[len(MODEL_TAG) + 7:].isdigit():
-        return DlibEmbedder(num_jitters=int(tag[len(MODEL_TAG) + 7:]))
-    try:
-        base, tta = split_tag(tag)
-    except ValueError:
-        base, tta = "", None
-    if base == MODEL_TAG and tta.kind == "none":
-        return get_embedder()
-    if base == MODEL_TAG or (base.startswith(MODEL_TAG + "+") and "+" not in base[len(MODEL_TAG) + 1:]):
-        dtype = base[len(MODEL_TAG) + 1:] or "float32"
-        try:
-            embedder = get_embedder("torch", dtype=dtype, tta=tta)
-        except ValueError:
-            embedder = None
-        if embedder is not None and embedder.model_tag == tag:
-            return embedder
-    raise IffseError(f"no embedder makes vectors of model {tag!r}; embedders here: {sorted(EMBEDDERS)}")

@@ -38,15 +38,12 @@ import logging
 import numpy as np
 
 from . import config
-from . import embed as _embed
 from . import tta as _tta
-from .embed import MODEL_TAG
+from .embed import MODEL_TAG, check_chips
 from .errors import DependencyMissing, IffseError
 from .models import model_path
 
 log = logging.getLogger(__name__)
-
-#: The tag of float32 vectors; other precisions append a suffix (see the module docstring).
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32", "tf32": "tf32",
            "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -201,7 +198,7 @@ class TorchEmbedder:
 
 def _as_tensor(torch, chips):
     if not isinstance(chips, torch.Tensor):
-        return torch.from_numpy(np.ascontiguousarray(_embed._check_chips(chips)))
+        return torch.from_numpy(np.ascontiguousarray(check_chips(chips)))
     size = config.CHIP_SIZE
     if chips.ndim != 4 or tuple(chips.shape[1:]) != (size, size, 3) or chips.dtype != torch.uint8:
         raise ValueError(f"expected chips of shape (N, {size}, {size}, 3) uint8, "

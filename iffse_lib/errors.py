@@ -1,4 +1,8 @@
-"""Every error iffse raises on purpose. Messages say what to do next."""
+"""Every error iffse raises on purpose. Messages say what to do next.
+
+An error that carries a ``kind`` (a short code recorded in the catalogue or counted by a crawl)
+takes its message first and the kind by keyword: ``BadImage("x.jpg: empty", kind="empty")``.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ class BadImage(IffseError):
     ``unsupported``, ``unreadable``, ``missing``, ``not_file`` (see iffse_lib/images.py).
     """
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, message: str, *, kind: str):
         super().__init__(message)
         self.kind = kind
 
@@ -59,6 +63,10 @@ class IndexMismatch(IffseError):
     """A saved index does not match the catalogue."""
 
 
+class IndexAlreadyBuilt(IffseError):
+    """``build`` was called on an index that is built already."""
+
+
 class IndexMissing(IffseError):
     """No index has been built yet."""
 
@@ -67,11 +75,20 @@ class SourceError(IffseError):
     """A photo source cannot be read (a missing folder, a failed download)."""
 
 
+# -- evaluation -----------------------------------------------------------------------------
+class PairsFileError(IffseError):
+    """A pairs file that does not follow LFW's official format."""
+
+
+class PhotoMissing(IffseError):
+    """A photo named in a pairs file is neither in the catalogue nor in the LFW folder."""
+
+
 # -- Instagram ------------------------------------------------------------------------------
 class InstagramError(SourceError):
     """Instagram answered in a way the collector cannot go on from. ``kind`` names it."""
 
-    def __init__(self, message: str, kind: str = "instagram"):
+    def __init__(self, message: str, *, kind: str = "instagram"):
         super().__init__(message)
         self.kind = kind
 
@@ -93,6 +110,16 @@ class QueryIdNotFound(InstagramError):
     """The legacy tag page's Commons bundle holds no hashtag ``query_id``."""
 
 
+class RetryableAnswer(InstagramError):
+    """An answer worth asking for again (a 429, a 5xx, HTML where JSON was expected). The client's
+    request loop catches it and retries, after ``wait`` seconds when that is given; when the
+    retries run out it raises :class:`InstagramError` or :class:`RateLimited` instead."""
+
+    def __init__(self, message: str, *, kind: str, wait: float | None = None):
+        super().__init__(message, kind=kind)
+        self.wait = wait
+
+
 class BadDownload(IffseError):
     """An image download that will not get better by retrying (recorded against its post).
 
@@ -100,7 +127,7 @@ class BadDownload(IffseError):
     errors, not rejections, so that a later run tries them again.
     """
 
-    def __init__(self, kind: str, message: str, *, retryable: bool = False):
+    def __init__(self, message: str, *, kind: str, retryable: bool = False):
         super().__init__(message)
         self.kind = kind
         self.retryable = retryable
@@ -109,7 +136,7 @@ class BadDownload(IffseError):
 class BadPost(IffseError):
     """A post whose fields make no sense (a ``taken_at`` of 1e20, a string width); recorded, then skipped."""
 
-    def __init__(self, shortcode: str | None, message: str):
+    def __init__(self, message: str, *, shortcode: str | None):
         super().__init__(message)
         self.shortcode = shortcode
         self.kind = "bad_post"

@@ -38,9 +38,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import config
-from .errors import IffseError
+from .errors import IffseError, PairsFileError, PhotoMissing
 # The photo -> vector step lives in lfw_vectors.py; these names stay importable from here.
-from .lfw_vectors import (FALLBACK_BOX, PhotoMissing, PhotoVectors, central_index, fallback_box,  # noqa: F401
+from .lfw_vectors import (FALLBACK_BOX, PhotoVectors, central_index, fallback_box,  # noqa: F401
                           measure_central_box, photo_vectors, subject_index)
 
 if TYPE_CHECKING:
@@ -51,10 +51,6 @@ __all__ = ["FALLBACK_BOX", "PhotoMissing", "PhotoVectors", "central_index", "fal
            "best_threshold", "FoldResult", "kfold_accuracy", "LFWResult", "evaluate_lfw_pairs", "compare_tta",
            "fallback_report", "output_dir", "average_precision", "RetrievalResult", "labelled_faces",
            "evaluate_retrieval"]
-
-
-class PairsFileError(IffseError):
-    """A pairs file that does not follow LFW's official format."""
 
 
 def lfw_file(name: str, num: int) -> str:
@@ -570,7 +566,7 @@ def evaluate_retrieval(catalog, model_tag: str | None = None, depth: int = 100, 
     """
     import pandas as pd
 
-    from .embed import get_embedder
+    from .embedders import get_embedder
     from .index import exact_search
     from .catalog_index import load_index
 

@@ -64,20 +64,20 @@ def read_photo_file(path: str | Path, limit: int | None = None) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         kind = "missing" if exc.errno == errno.ENOENT else "unreadable"
-        raise BadImage(kind, f"{path}: cannot read ({exc.strerror})") from None
+        raise BadImage(f"{path}: cannot read ({exc.strerror})", kind=kind) from None
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise BadImage("not_file", f"{path}: {what}, not a photo")
+            raise BadImage(f"{path}: {what}, not a photo", kind="not_file")
         if st.st_size > limit:
-            raise BadImage("too_large", f"{path}: {st.st_size:,} bytes is over the {limit:,}-byte limit")
+            raise BadImage(f"{path}: {st.st_size:,} bytes is over the {limit:,}-byte limit", kind="too_large")
         try:
             data = fh.read(limit + 1)
         except OSError as exc:
-            raise BadImage("unreadable", f"{path}: cannot read ({exc.strerror})") from None
+            raise BadImage(f"{path}: cannot read ({exc.strerror})", kind="unreadable") from None
     if len(data) > limit:  # it grew while we read it
-        raise BadImage("too_large", f"{path}: more than the {limit:,}-byte limit")
+        raise BadImage(f"{path}: more than the {limit:,}-byte limit", kind="too_large")
     return data
 
 
@@ -89,27 +89,27 @@ def open_image(source: bytes | str | Path) -> Image.Image:
     else:
         data, name = bytes(source), "image"
     if not data:
-        raise BadImage("empty", f"{name}: the file is empty (0 bytes)")
+        raise BadImage(f"{name}: the file is empty (0 bytes)", kind="empty")
     if len(data) > config.MAX_FILE_BYTES:
-        raise BadImage("too_large", f"{name}: {len(data):,} bytes is over the {config.MAX_FILE_BYTES:,}-byte limit")
+        raise BadImage(f"{name}: {len(data):,} bytes is over the {config.MAX_FILE_BYTES:,}-byte limit",
+                       kind="too_large")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise BadImage("too_large", f"{name}: {exc}") from None
+        raise BadImage(f"{name}: {exc}", kind="too_large") from None
     except UnidentifiedImageError:
-        raise BadImage("not_image", f"{name}: not an image file (no decoder recognises its bytes)") from None
+        raise BadImage(f"{name}: not an image file (no decoder recognises its bytes)", kind="not_image") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise BadImage("not_image", f"{name}: not a readable image ({exc})") from None
+        raise BadImage(f"{name}: not a readable image ({exc})", kind="not_image") from None
     width, height = im.size
     if width * height > config.MAX_PIXELS:
         raise BadImage(
-            "too_large",
             f"{name}: {width}x{height} = {width * height:,} pixels is over the {config.MAX_PIXELS:,}-pixel "
-            "limit (a possible decompression bomb)")
+            "limit (a possible decompression bomb)", kind="too_large")
     if width == 0 or height == 0:
-        raise BadImage("not_image", f"{name}: the image has no pixels ({width}x{height})")
+        raise BadImage(f"{name}: the image has no pixels ({width}x{height})", kind="not_image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -119,10 +119,10 @@ def open_image(source: bytes | str | Path) -> Image.Image:
     except (OSError, SyntaxError, EOFError) as exc:
         msg = str(exc)
         if "truncated" in msg or "image file is truncated" in msg or isinstance(exc, EOFError) or "broken data stream" in msg:
-            raise BadImage("truncated", f"{name}: the file is truncated ({msg})") from None
-        raise BadImage("not_image", f"{name}: cannot decode the image ({msg})") from None
+            raise BadImage(f"{name}: the file is truncated ({msg})", kind="truncated") from None
+        raise BadImage(f"{name}: cannot decode the image ({msg})", kind="not_image") from None
     except (ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise BadImage("unsupported", f"{name}: cannot convert the image to RGB ({exc})") from None
+        raise BadImage(f"{name}: cannot convert the image to RGB ({exc})", kind="unsupported") from None
 
 
 def load_image(source: bytes | str | Path) -> np.ndarray:

@@ -51,7 +51,7 @@ from typing import Callable
 import numpy as np
 
 from . import config
-from .errors import IndexMismatch, IndexMissing, ModelMismatch
+from .errors import IndexAlreadyBuilt, IndexMismatch, IndexMissing, ModelMismatch
 from .index_backends import (BACKENDS as BACKEND_CLASSES, HNSW_EF_CONSTRUCTION, HNSW_M,
                              IVF_NPROBE, RERANK_FACTOR, exact_search)
 
@@ -224,7 +224,7 @@ class FaceIndex:
     def build(self, n_jobs: int = -1) -> "FaceIndex":
         """Build the segment over the faces added so far."""
         if self._built:
-            raise IndexMismatch("this index is built already; faces added now go to its exact buffer")
+            raise IndexAlreadyBuilt("this index is built already; faces added now go to its exact buffer")
         if len(self.face_ids) == 0:
             raise IndexMissing("nothing to index: add vectors first")
         data = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)  # no copy of one

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import config, labels
 from .labels import central_index  # noqa: F401  (importable from here and from evaluate)
-from .errors import IffseError
+from .errors import IffseError, PhotoMissing
 
 #: The fixed box, as fractions of the photo's width and height (left, top, right, bottom), in which
 #: the 68-point predictor runs when the detector finds no face in an LFW photo: (67, 80, 176, 188)
@@ -37,12 +37,6 @@ from .errors import IffseError
 FALLBACK_BOX = (0.268, 0.32, 0.704, 0.752)
 
 _PAIR_FILE_RE = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.jpg$")
-
-
-
-class PhotoMissing(IffseError):
-    """A photo named in a pairs file is neither in the catalogue nor in the LFW folder."""
-
 
 
 # -- the subject of a photo ----------------------------------------------------------------------
@@ -260,7 +254,7 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
     import pandas as pd
 
     from . import faces
-    from .embed import get_embedder
+    from .embedders import get_embedder
 
     embedder = embedder or get_embedder()
     detector = detector if detector is not None else faces.default_detector()

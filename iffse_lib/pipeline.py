@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from . import config, faces, images
 from .catalog import Catalog
-from .embed import Embedder, get_embedder
+from .embed import Embedder
+from .embedders import get_embedder
 from .errors import BadImage
 from .records import PhotoRecord
 from .stages import StageTimes, commit_batch, finish_counts, on_gpu, pending_batches, run_batches

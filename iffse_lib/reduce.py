@@ -296,7 +296,7 @@ def stage_timings(catalog, n_photos: int = 16, embedder=None, seed: int = 0, det
     """
     import pandas as pd
 
-    from .embed import get_embedder
+    from .embedders import get_embedder
     from .faces import default_detector
     from .stages import run_batch
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import config, faces, images
 from .catalog import Catalog
-from .embed import Embedder, get_embedder
+from .embed import Embedder
+from .embedders import get_embedder
 from .errors import NoFaceFound
 from .index import FaceIndex
 from .records import MATCH_COLUMNS, Detection, Match

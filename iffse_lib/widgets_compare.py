@@ -26,7 +26,7 @@ class FaceCompare(_View):
         import ipywidgets as w
 
         from . import reduce
-        from .embed import get_embedder
+        from .embedders import get_embedder
 
         self.catalog = catalog
         self.embedder = embedder or get_embedder()

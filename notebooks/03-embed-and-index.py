@@ -25,7 +25,7 @@
 # %%
 from iffse_lib import catalog_index, config, faces, glue, pipeline, plots, reduce
 from iffse_lib.catalog import Catalog
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 
 # %% tags=["parameters"]
 DATA_DIR = None         # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)

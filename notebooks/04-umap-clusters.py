@@ -24,7 +24,7 @@
 # %%
 from iffse_lib import glue, plots, reduce, widgets_clusters
 from iffse_lib.catalog import Catalog
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 
 # %% tags=["parameters"]
 DATA_DIR = None              # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)

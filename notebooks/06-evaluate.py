@@ -38,7 +38,7 @@ import json
 
 from iffse_lib import evaluate, plots, plots_eval
 from iffse_lib.catalog import Catalog
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 from iffse_lib.faces import FaceDetector
 from iffse_lib.sources.lfw import lfw_folder
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from iffse_lib import errors
 from iffse_lib.catalog import Catalog
 
 from conftest import FACES, LFW, iffse, one_line_error
@@ -116,3 +119,32 @@ def test_a_catalogue_on_a_read_only_filesystem_can_be_read(small_catalog, tmp_pa
         assert "cannot be written here" in one_line_error(iffse("index", data=mount))
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("cls,keywords", [
+    (errors.BadImage, {"kind": "empty"}), (errors.InstagramError, {"kind": "not_found"}),
+    (errors.LoginRequired, {"kind": "login_required"}), (errors.BadDownload, {"kind": "bad_url"}),
+    (errors.RetryableAnswer, {"kind": "http_500"}), (errors.BadPost, {"shortcode": "Bx1"}),
+])
+def test_errors_take_the_message_first_and_the_rest_by_keyword(cls, keywords):
+    exc = cls("x.jpg: the file is empty", **keywords)
+    assert str(exc) == "x.jpg: the file is empty"
+    assert all(getattr(exc, name) == value for name, value in keywords.items())
+    with pytest.raises(TypeError):
+        cls(*keywords.values(), "x.jpg: the file is empty")
+
+
+def test_every_exception_class_is_in_errors_py():
+    """errors.py holds every exception class of iffse_lib, so there is one place to look."""
+    root = Path(errors.__file__).parent
+    names = {"Exception", "BaseException"} | {n for n, v in vars(errors).items()
+                                              if isinstance(v, type) and issubclass(v, BaseException)}
+    elsewhere = []
+    for path in root.rglob("*.py"):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    getattr(base, "id", getattr(base, "attr", None)) in names for base in node.bases):
+                elsewhere.append(f"{path.relative_to(root)}: {node.name}")
+    assert not elsewhere

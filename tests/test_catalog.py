@@ -173,7 +173,7 @@ def test_remove_photos_takes_faces_vectors_and_files(tmp_path, lfw_subset):
 
 def test_a_second_model_reuses_the_stored_landmarks(tmp_path, lfw_subset):
     """Embedding with another model tag re-reads photos and stored landmarks; nothing is re-detected."""
-    from iffse_lib.embed import get_embedder
+    from iffse_lib.embedders import get_embedder
 
     cat = Catalog(tmp_path / "data")
     pipeline.collect(cat, LFWSource(lfw_subset, limit=8), progress=False)

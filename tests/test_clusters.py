@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from iffse_lib import reduce
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 from iffse_lib.widgets_clusters import ClusterBrowser
 
 

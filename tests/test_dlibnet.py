@@ -1,4 +1,5 @@
-"""dlib's face ResNet in PyTorch (iffse_lib.dlibnet, iffse_lib.embed_torch) against dlib itself.
+"""dlib's face ResNet in PyTorch (iffse_lib.dlib_format, iffse_lib.dlibnet, iffse_lib.embed_torch)
+against dlib itself.
 
 The reference vectors come from dlib's ``compute_face_descriptor`` on every face chip of
 ../shared/data/faces (about 100 ms of CPU a face), computed once per session.
@@ -6,6 +7,7 @@ The reference vectors come from dlib's ``compute_face_descriptor`` on every face
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +157,38 @@ def test_import_loads_neither_torch_nor_model():
     code = ("import sys, iffse_lib.embed_torch; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_reader_parses_the_resnet_without_torch():
+    """dlib_format is numpy only: with torch made unimportable it reads the face ResNet's file, and
+    its layers have the shapes, strides and padding of the torch module built from them."""
+    code = ("import json, sys; sys.modules['torch'] = None; "
+            "from iffse_lib import dlib_format as f; "
+            f"dnn = f.read_dnn({str(RESNET)!r}); "
+            "f.match_definition(dnn, f.face_resnet_definition(), ('loss_metric_2',)); "
+            "shapes = [[l.kind, list(l.fields['filters']), [l.fields['stride_y'], l.fields['stride_x']], "
+            "           [l.fields['padding_y'], l.fields['padding_x']]] if l.kind == 'con' else "
+            "          [l.kind, [l.fields['num_outputs'], l.fields['num_inputs']]] if l.kind == 'fc' else "
+            "          [l.kind, list(l.fields['gamma'])] for l in reversed(dnn.layers) "
+            "          if l.kind in ('con', 'fc', 'affine')]; "
+            "assert not [m for m, v in sys.modules.items() if m.startswith('torch') and v is not None]; "
+            "print(json.dumps(shapes))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    parsed = [tuple(tuple(x) for x in layer[1:]) for layer in json.loads(out)]
+    kinds = [layer[0] for layer in json.loads(out)]
+    assert (kinds.count("con"), kinds.count("affine"), kinds.count("fc")) == (29, 29, 1)
+
+    built = []
+    for module in dlibnet.build_face_resnet(RESNET).layers:
+        conv = module[0] if isinstance(module, torch.nn.Sequential) else module
+        if isinstance(conv, torch.nn.Conv2d):
+            built.append((tuple(conv.weight.shape), conv.stride, conv.padding))
+        elif isinstance(module, torch.nn.Linear):
+            built.append((tuple(module.weight.shape),))
+        elif hasattr(module, "gamma"):
+            built.append(((1, module.gamma.shape[1], 1, 1),))
+    assert parsed == built
 
 
 # ---- files that are not what the reader expects -------------------------------------------

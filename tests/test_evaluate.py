@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from iffse_lib import evaluate as ev
+from iffse_lib.errors import PairsFileError
 from iffse_lib.records import Box
 
 # Floors measured on ../shared with dlib's face ResNet (figures in the README's "Evaluation"),
@@ -120,7 +121,7 @@ def test_pairs_file_round_trip_and_format(tmp_path):
 def test_read_pairs_rejects_malformed_files(tmp_path, text, message):
     path = tmp_path / "pairs.txt"
     path.write_text(text)
-    with pytest.raises(ev.PairsFileError, match=message):
+    with pytest.raises(PairsFileError, match=message):
         ev.read_pairs(path)
 
 
@@ -216,7 +217,7 @@ def test_fallback_box_reproduces_the_detected_alignment(lfw_catalog):
     of the detected face (measured: median 0.00, 90th percentile 0.06 on 150 photos; the whole
     photo as the box gives 0.71)."""
     from iffse_lib import faces, images
-    from iffse_lib.embed import get_embedder
+    from iffse_lib.embedders import get_embedder
 
     from iffse_lib.lfw_vectors import _catalog_lfw_photos
 

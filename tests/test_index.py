@@ -12,7 +12,7 @@ import pytest
 
 from iffse_lib import catalog_index, pipeline
 from iffse_lib.catalog import Catalog
-from iffse_lib.errors import IndexMismatch, IndexMissing, ModelMismatch
+from iffse_lib.errors import IndexAlreadyBuilt, IndexMismatch, IndexMissing, ModelMismatch
 from iffse_lib.index import FaceIndex, default_backend, exact_search, rebuild_threshold
 
 MODEL = "dlib-resnet-v1"
@@ -217,6 +217,13 @@ def test_ivfpq_keeps_codes_and_returns_exact_distances_from_the_vector_file(lfw_
     truth = face_ids[exact_search(vectors[:300], vectors, 10)[0]]
     assert np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)]) >= 0.95
 
+
+def test_building_an_index_twice_says_it_is_built():
+    index = FaceIndex(MODEL, dim=8, n_trees=3)
+    index.add(np.arange(20), np.random.default_rng(5).normal(size=(20, 8)))
+    index.build()
+    with pytest.raises(IndexAlreadyBuilt, match="built already"):
+        index.build()
 
 def test_an_index_of_a_backend_this_iffse_lacks_asks_for_a_rebuild(tmp_path):
     rng = np.random.default_rng(4)

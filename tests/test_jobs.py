@@ -19,7 +19,7 @@ import pytest
 
 from iffse_lib import faces, runners, stages
 from iffse_lib.catalog import Catalog
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 
 from conftest import iffse
 from test_catalog import N_PHOTOS, _count, _iffse, _snapshot, lfw_subset  # noqa: F401 (a fixture)

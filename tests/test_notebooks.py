@@ -13,7 +13,6 @@ SOURCE="instagram" and no cookies: it crawls iffse's local imitation of Instagra
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 

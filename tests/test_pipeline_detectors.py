@@ -12,7 +12,7 @@ from iffse_lib import faces, images, pipeline, stages
 from iffse_lib.catalog import Catalog
 from iffse_lib.catalog_index import build_index, load_index
 from iffse_lib.cli import main
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 from iffse_lib.search import Searcher
 from iffse_lib.sources.folder import FolderSource
 

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import LFW, iffse, one_line_error
 from iffse_lib import faces, images, tta
-from iffse_lib.embed import DlibEmbedder, embedder_for_tag
+from iffse_lib.embed import DlibEmbedder
+from iffse_lib.embedders import embedder_for_tag
 from iffse_lib.embed_torch import TorchEmbedder
 
 PEOPLE = ("obama", "biden", "angelina_jolie", "alex_lacamoire")

@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ... import config, images
 from ...errors import (BadDownload, BadImage, BadPost, CheckpointRequired, IffseError, InstagramError, LoginRequired,
-                       QueryIdNotFound, RateLimited)
+                       QueryIdNotFound, RateLimited, RetryableAnswer)
 from ..ratelimit import RETRY_MARGIN, RateLimiter
 from .cookies import SessionCookies, scrub
-from .posts import (_BUNDLE_RE, Post, _login_message, _Retry, find_query_id, parse_feed, parse_shared_data,
+from .posts import (_BUNDLE_RE, Post, _login_message, find_query_id, parse_feed, parse_shared_data,
                     parse_tag_page, post_from_media, post_from_node, url_expiry)
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class InstagramClient:
     def _fetch(self, endpoint: str, url: str, params: Mapping[str, Any] | None, *, image: bool,
                parse: Callable[[Any], Any], data: Mapping[str, Any] | None = None) -> Any:
         """GET (or POST ``data``) with rate limiting and retries; ``parse(response)`` returns the
-        result or raises _Retry. Images follow redirects to allowed hosts only."""
+        result or raises RetryableAnswer. Images follow redirects to allowed hosts only."""
         import requests
 
         attempt = 0
@@ -236,13 +236,13 @@ class InstagramClient:
                         location = urllib.parse.urljoin(url, resp.headers.get("Location", ""))
                         hops += 1
                         if hops > MAX_REDIRECTS:
-                            raise BadDownload("redirects", f"more than {MAX_REDIRECTS} redirects")
+                            raise BadDownload(f"more than {MAX_REDIRECTS} redirects", kind="redirects")
                         self.check_image_url(location, redirect=True)
                         url, params = location, None
                         continue
                     self._check_status(resp, image, endpoint, attempt)
                     return parse(resp)
-            except _Retry as exc:
+            except RetryableAnswer as exc:
                 kind, message, wait = exc.kind, self.scrub(str(exc)), exc.wait
             except requests.Timeout:
                 kind, message, wait = "timeout", f"no answer within {self.timeout} s", None
@@ -296,7 +296,7 @@ class InstagramClient:
                 raise RateLimited(f"Instagram asks to wait {wait:.0f} s (Retry-After), more than max_retry_after="
                                   f"{self.max_retry_after:.0f} s. The crawl state is saved: run the same command "
                                   "again later.", kind="http_429")
-            raise _Retry("http_429", f"429 Too Many Requests (wait {wait:.1f} s)", wait)
+            raise RetryableAnswer(f"429 Too Many Requests (wait {wait:.1f} s)", kind="http_429", wait=wait)
         if _is_checkpoint(message):
             raise CheckpointRequired(_checkpoint_message(message), kind="checkpoint")
         if message == "login_required":
@@ -307,11 +307,11 @@ class InstagramClient:
             raise LoginRequired(f"Instagram answered 401{said} with require_login: "
                                 + _login_message(self.cookies is not None), kind="login_required")
         if status == 401 and "wait" in message.lower():
-            raise _Retry("please_wait", f"401 {message}", self.soft_block_wait)
+            raise RetryableAnswer(f"401 {message}", kind="please_wait", wait=self.soft_block_wait)
         if status >= 500 or status == 408:
-            raise _Retry(f"http_{status}", f"HTTP {status}")
+            raise RetryableAnswer(f"HTTP {status}", kind=f"http_{status}")
         if image:
-            raise BadDownload(f"http_{status}", f"the image server answered HTTP {status}")
+            raise BadDownload(f"the image server answered HTTP {status}", kind=f"http_{status}")
         if status == 404:
             raise InstagramError("Instagram answered 404: no such hashtag or page", kind="not_found")
         raise InstagramError(f"Instagram answered HTTP {status}: {message[:200] or 'no message'}", kind=f"http_{status}")
@@ -327,23 +327,24 @@ class InstagramClient:
             except ValueError:
                 if "/accounts/login" in text and "<html" in text.lower():
                     raise LoginRequired(_login_message(self.cookies is not None), kind="login_required") from None
-                raise _Retry("not_json", "HTML where JSON was expected") from None
+                raise RetryableAnswer("HTML where JSON was expected", kind="not_json") from None
             if not isinstance(body, dict):
-                raise _Retry("not_json", "JSON that is not an object")
+                raise RetryableAnswer("JSON that is not an object", kind="not_json")
             if body.get("status", "ok") != "ok":
                 message = self.scrub(str(body.get("message", "")))
                 if _is_checkpoint(message):
                     raise CheckpointRequired(_checkpoint_message(message), kind="checkpoint")
                 if message == "login_required":
                     raise LoginRequired(_login_message(self.cookies is not None), kind="login_required")
-                raise _Retry("status_fail", f'"status": "{self.scrub(str(body.get("status")))[:20]}" ({message[:100]})')
+                raise RetryableAnswer(f'"status": "{self.scrub(str(body.get("status")))[:20]}" ({message[:100]})',
+                                      kind="status_fail")
             return body
 
         return self._fetch(endpoint, self.base_url + path, params, image=False, parse=parse, data=data)
 
     def get_text(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None,
                  check: Callable[[str], Any] | None = None) -> Any:
-        """A text answer from ``base_url + path``; ``check(text)`` may raise _Retry."""
+        """A text answer from ``base_url + path``; ``check(text)`` may raise RetryableAnswer."""
         def parse(resp):
             text = self._text(resp)
             return check(text) if check else text
@@ -468,15 +469,16 @@ class InstagramClient:
             parts = urllib.parse.urlsplit(url)
             port = parts.port
         except ValueError:
-            raise BadDownload("bad_url", "refused an image URL that does not parse") from None
+            raise BadDownload("refused an image URL that does not parse", kind="bad_url") from None
         if parts.scheme not in ("http", "https"):
-            raise BadDownload("bad_url", f"refused {what} the {parts.scheme or 'empty'} scheme (only http and https)")
+            raise BadDownload(f"refused {what} the {parts.scheme or 'empty'} scheme (only http and https)",
+                              kind="bad_url")
         host = (parts.hostname or "").lower()
         netloc = f"{host}:{port}" if port else host
         if any(host == d or host.endswith("." + d) for d in self.image_domains) or netloc in self.image_netlocs:
             return
-        raise BadDownload("bad_host", f"refused {what} {netloc or 'no host'}: not an allowed image host "
-                                      "(add it with --image-host if you trust it)")
+        raise BadDownload(f"refused {what} {netloc or 'no host'}: not an allowed image host "
+                          "(add it with --image-host if you trust it)", kind="bad_host")
 
     def _download_once(self, url: str) -> tuple[bytes, int, int]:
         self.check_image_url(url)
@@ -485,14 +487,14 @@ class InstagramClient:
         def parse(resp):
             ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if ctype and not (ctype.startswith("image/") or ctype in ("application/octet-stream", "binary/octet-stream")):
-                raise BadDownload("not_image", f"the image URL answered {ctype}, not an image")
-            return self._read_capped(resp, limit, lambda m: BadDownload("too_large", m))
+                raise BadDownload(f"the image URL answered {ctype}, not an image", kind="not_image")
+            return self._read_capped(resp, limit, lambda m: BadDownload(m, kind="too_large"))
 
         data = self._fetch("image", url, None, image=True, parse=parse)
         try:
             im = images.open_image(data)
         except BadImage as exc:
-            raise BadDownload(exc.kind, str(exc).replace("image: ", "", 1)) from None
+            raise BadDownload(str(exc).replace("image: ", "", 1), kind=exc.kind) from None
         return data, im.width, im.height
 
     def download(self, url: str, *, pk: str | None = None, n: int = 0,
@@ -518,14 +520,15 @@ class InstagramClient:
         try:
             fresh = self.media_info(pk)
         except BadPost as exc:
-            raise BadDownload("url_expired", f"the signed URL expired and the fresh post is odd: {exc}",
+            raise BadDownload(f"the signed URL expired and the fresh post is odd: {exc}", kind="url_expired",
                               retryable=True) from None
         if fresh is None or n >= len(fresh.image_urls):
-            raise BadDownload("url_expired", "the signed URL expired and Instagram gave no fresh one", retryable=True)
+            raise BadDownload("the signed URL expired and Instagram gave no fresh one", kind="url_expired",
+                              retryable=True)
         try:
             return self._download_once(fresh.image_urls[n])
         except BadDownload as exc:
             if exc.kind in ("http_403", "http_410"):
-                raise BadDownload("url_expired", f"the refreshed URL was refused too ({exc}); a later run tries "
-                                                 "again", retryable=True) from None
+                raise BadDownload(f"the refreshed URL was refused too ({exc}); a later run tries again",
+                                  kind="url_expired", retryable=True) from None
             raise

@@ -333,7 +333,7 @@ class _Run:
             try:
                 post = self.client.media_info(item["pk"], item.get("tab"))
                 if post is None or item["n"] >= len(post.image_urls):
-                    raise BadDownload("url_expired", "Instagram no longer lists this post", retryable=False)
+                    raise BadDownload("Instagram no longer lists this post", kind="url_expired", retryable=False)
                 data, width, height = self.client.download(post.image_urls[item["n"]])
             except (BadDownload, BadPost) as exc:
                 if getattr(exc, "retryable", False) or exc.kind in ("http_403", "http_410"):

@@ -14,7 +14,7 @@ import urllib.parse
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from ...errors import BadPost, InstagramError, LoginRequired
+from ...errors import BadPost, InstagramError, LoginRequired, RetryableAnswer
 
 _SHARED_DATA_RE = re.compile(r"window\._sharedData\s*=\s*(.+?);</script>", re.S)
 #: The Commons bundle a legacy tag page references: ``en_US_Commons.js`` (early 2017) or
@@ -27,13 +27,6 @@ _HASHTAG_RE = re.compile(r"#(\w+)")
 _MENTION_RE = re.compile(r"@([A-Za-z0-9_.]+)")
 #: Plausible ``taken_at`` values: 2010-01-01 to 2100-01-01 (Instagram opened in October 2010).
 _TAKEN_RANGE = (1262304000, 4102444800)
-
-
-class _Retry(Exception):
-    def __init__(self, kind: str, message: str, wait: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.wait = wait
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +91,7 @@ def _int(shortcode, name: str, value, lo: int = 0, hi: int = 2 ** 53) -> int | N
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not lo <= value <= hi:
-        raise BadPost(shortcode, f"post {shortcode}: {name} is {str(value)[:40]!r}, not a number in range")
+        raise BadPost(f"post {shortcode}: {name} is {str(value)[:40]!r}, not a number in range", shortcode=shortcode)
     return int(value)
 
 
@@ -106,7 +99,7 @@ def _text(shortcode, name: str, value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadPost(shortcode, f"post {shortcode}: {name} is a {type(value).__name__}, not text")
+        raise BadPost(f"post {shortcode}: {name} is a {type(value).__name__}, not text", shortcode=shortcode)
     return value
 
 
@@ -114,7 +107,7 @@ def _url(shortcode, value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadPost(shortcode, f"post {shortcode}: an image URL is a {type(value).__name__}, not text")
+        raise BadPost(f"post {shortcode}: an image URL is a {type(value).__name__}, not text", shortcode=shortcode)
     return value
 
 
@@ -122,7 +115,7 @@ def _shortcode(value) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
-        raise BadPost(None, f"a post's shortcode is {str(value)[:40]!r}")
+        raise BadPost(f"a post's shortcode is {str(value)[:40]!r}", shortcode=None)
     return value
 
 
@@ -134,7 +127,7 @@ def _taken(shortcode, value) -> int | None:
 def post_from_node(node: Mapping[str, Any]) -> Post | None:
     """A legacy feed node (early-2017 ``media.nodes[]`` or later ``edges[].node``) as a Post."""
     if not isinstance(node, Mapping):
-        raise BadPost(None, f"a feed node is a {type(node).__name__}, not an object")
+        raise BadPost(f"a feed node is a {type(node).__name__}, not an object", shortcode=None)
     shortcode = _shortcode(node.get("shortcode") or node.get("code"))
     url = _url(shortcode, node.get("display_url") or node.get("display_src"))
     if not shortcode or not url:
@@ -166,11 +159,11 @@ def parse_shared_data(html: str) -> dict[str, Any]:
     """``window._sharedData`` of a legacy HTML page."""
     m = _SHARED_DATA_RE.search(html)
     if m is None:
-        raise _Retry("no_shared_data", "the page holds no window._sharedData")
+        raise RetryableAnswer("the page holds no window._sharedData", kind="no_shared_data")
     try:
         return json.loads(m.group(1))
     except ValueError:
-        raise _Retry("no_shared_data", "window._sharedData is not valid JSON") from None
+        raise RetryableAnswer("window._sharedData is not valid JSON", kind="no_shared_data") from None
 
 
 def parse_tag_page(shared: Mapping[str, Any]) -> tuple[list[Post], dict[str, Any]]:
@@ -220,7 +213,7 @@ def _best_image(shortcode, item: Mapping[str, Any]) -> str | None:
     if not candidates:
         return None
     if not isinstance(candidates, list) or not all(isinstance(c, Mapping) for c in candidates):
-        raise BadPost(shortcode, f"post {shortcode}: image_versions2.candidates is not a list of objects")
+        raise BadPost(f"post {shortcode}: image_versions2.candidates is not a list of objects", shortcode=shortcode)
     best = max(candidates, key=lambda c: (_int(shortcode, "width", c.get("width")) or 0)
                * (_int(shortcode, "height", c.get("height")) or 0))
     return _url(shortcode, best.get("url"))
@@ -229,14 +222,14 @@ def _best_image(shortcode, item: Mapping[str, Any]) -> str | None:
 def post_from_media(media: Mapping[str, Any], tab: str | None = None) -> Post | None:
     """A web API media item (``Post.from_iphone_struct`` in instaloader) as a Post; BadPost when odd."""
     if not isinstance(media, Mapping):
-        raise BadPost(None, f"a media item is a {type(media).__name__}, not an object")
+        raise BadPost(f"a media item is a {type(media).__name__}, not an object", shortcode=None)
     shortcode = _shortcode(media.get("code"))
     if not shortcode:
         return None
     kind = {1: "image", 2: "video", 8: "carousel"}.get(media.get("media_type"), "image")
     carousel = media.get("carousel_media") or []
     if not isinstance(carousel, list):
-        raise BadPost(shortcode, f"post {shortcode}: carousel_media is not a list")
+        raise BadPost(f"post {shortcode}: carousel_media is not a list", shortcode=shortcode)
     urls: list[str] = []
     if kind == "carousel":
         urls = [u for u in (_best_image(shortcode, c) for c in carousel if isinstance(c, Mapping)) if u]
@@ -282,7 +275,7 @@ def _feed_items(feed: Mapping[str, Any]) -> list:
     if sections is None:
         return []
     if not isinstance(sections, list):
-        raise BadPost(None, f"the page's sections are a {type(sections).__name__}, not a list")
+        raise BadPost(f"the page's sections are a {type(sections).__name__}, not a list", shortcode=None)
     items = []
     for section in sections:
         content = section.get("layout_content") if isinstance(section, Mapping) else None
