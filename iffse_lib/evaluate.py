@@ -542,7 +542,7 @@ def labelled_faces(catalog, model_tag: str) -> pd.DataFrame:
     from .records import Box
 
     df = catalog.faces(model_tag)
-    sizes = {r[0]: (r[1], r[2]) for r in catalog.query("SELECT id, width, height FROM photos")}
+    sizes = catalog.photo_sizes()
     label = [None] * len(df)
     pos_by_photo: dict[int, list[int]] = defaultdict(list)
     for pos, pid in enumerate(df["photo_id"]):

@@ -66,12 +66,12 @@ def fallback_box(width: int, height: int, box: tuple[float, float, float, float]
 def measure_central_box(catalog, model_tag: str | None = None, source_kind: str = "lfw") -> dict:
     """The median box of the central detected faces of a catalogue's photos, as fractions of the
     photo size (how :data:`FALLBACK_BOX` was measured), with the spread (quartiles) and count."""
-    import pandas as pd
-
-    rows = catalog.query(
-        "SELECT f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, p.width, p.height FROM faces f "
-        "JOIN photos p ON p.id=f.photo_id WHERE p.source_kind=? ORDER BY f.photo_id, f.idx", (source_kind,))
-    df = pd.DataFrame([dict(r) for r in rows])
+    df = catalog.faces()
+    df = df.loc[df["source_kind"] == source_kind, ["photo_id", "idx", "left", "top", "right", "bottom"]]
+    df = df.sort_values(["photo_id", "idx"], kind="stable")
+    sizes = catalog.photo_sizes()
+    df["width"] = [sizes[p][0] for p in df["photo_id"]]
+    df["height"] = [sizes[p][1] for p in df["photo_id"]]
     if df.empty:
         raise IffseError(f"no detected faces of {source_kind!r} photos in {catalog.root}; run `iffse index` first")
     from .records import Box
@@ -132,18 +132,12 @@ def _catalog_lfw_photos(catalog, model_tag: str, detector: str) -> dict[str, dic
     from .records import Box
 
     photos = {}
-    for r in catalog.query(
-            "SELECT s.source_id, p.id, p.path, p.width, p.height, d.n_faces, d.error, d.detector FROM sources s "
-            "JOIN photos p ON p.id = s.photo_id LEFT JOIN detections d ON d.photo_id = p.id "
-            "WHERE s.kind = 'lfw'"):
+    for r in catalog.lfw_photos():
         photos[r[0]] = {"photo_id": r[1], "path": catalog.root / r[2], "width": r[3], "height": r[4],
                         "n_faces": r[5], "detected": r[5] is not None and r[6] is None and r[7] == detector,
                         "face_id": None, "landmarks": None, "box": None}
     by_photo: dict[int, list] = defaultdict(list)
-    for r in catalog.query(
-            "SELECT f.photo_id, f.id, f.left, f.top, f.right, f.bottom, v.face_id IS NOT NULL, f.landmarks FROM faces f "
-            "LEFT JOIN vectors v ON v.face_id = f.id AND v.model = ? ORDER BY f.photo_id, f.idx",
-            (model_tag,)):
+    for r in catalog.lfw_faces(model_tag):
         by_photo[r[0]].append(r)
     for info in photos.values():
         rows = by_photo.get(info["photo_id"])
