@@ -13,7 +13,7 @@ from conftest import LFW
 from iffse_lib import faces, images, pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed_torch import TorchEmbedder
-from iffse_lib.lfw_vectors import photo_vectors
+from iffse_lib.evaluate.lfw_vectors import photo_vectors
 from iffse_lib.search import Searcher
 from iffse_lib.sources.folder import FolderSource
 

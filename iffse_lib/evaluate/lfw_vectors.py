@@ -24,9 +24,9 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import config, labels
-from .labels import central_index  # noqa: F401  (importable from here and from evaluate)
-from .errors import IffseError
+from .. import config, labels
+from ..labels import central_index
+from ..errors import IffseError
 
 #: The fixed box, as fractions of the photo's width and height (left, top, right, bottom), in which
 #: the 68-point predictor runs when the detector finds no face in an LFW photo: (67, 80, 176, 188)
@@ -55,7 +55,7 @@ def subject_index(boxes: Iterable, width: int, height: int) -> int:
 
 def fallback_box(width: int, height: int, box: tuple[float, float, float, float] = FALLBACK_BOX):
     """:data:`FALLBACK_BOX` in pixels of a ``width`` x ``height`` photo."""
-    from .records import Box
+    from ..records import Box
 
     left, top, right, bottom = box
     return Box(int(round(left * width)), int(round(top * height)), int(round(right * width)),
@@ -74,7 +74,7 @@ def measure_central_box(catalog, model_tag: str | None = None, source_kind: str 
     df["height"] = [sizes[p][1] for p in df["photo_id"]]
     if df.empty:
         raise IffseError(f"no detected faces of {source_kind!r} photos in {catalog.root}; run `iffse index` first")
-    from .records import Box
+    from ..records import Box
 
     picked = []
     for _, g in df.groupby("photo_id", sort=False):
@@ -129,7 +129,7 @@ def _catalog_lfw_photos(catalog, model_tag: str, detector: str) -> dict[str, dic
     """LFW file name -> photo id, path, size, face count, and the subject's face id (if it has a
     vector of ``model_tag``), box and landmarks; ``detected`` says ``detector`` (a tag) has run on
     the photo (photos another detector found are detected again)."""
-    from .records import Box
+    from ..records import Box
 
     photos = {}
     for r in catalog.lfw_photos():
@@ -183,8 +183,8 @@ def find_subjects(paths: dict[str, Path], detector=None, batch_size: int = confi
     ``how`` (detected or fallback), ``n_faces``, ``box`` and 68 ``landmarks``. Photos that
     ``known`` (a catalogue's) has detected with this detector keep the catalogue's faces.
     ``times``: a :class:`~iffse_lib.pipeline.StageTimes` that gains the detect and landmark times."""
-    from . import faces, images
-    from .pipeline import detect_and_landmark
+    from .. import faces, images
+    from ..pipeline import detect_and_landmark
 
     detector = faces.as_detector(detector)
     known = known or {}
@@ -218,8 +218,8 @@ def cut_chips(paths: dict[str, Path], subjects: dict[str, dict], detector: str,
     ``points`` (68 or 5) overrides the rule. A fallback photo's subject gets its 68 landmarks in
     :data:`FALLBACK_BOX` (stored in ``subjects``) and is cut as from a HOG box. Returns the chips
     and the points each was cut from."""
-    from . import config as _config
-    from . import faces, images
+    from .. import config as _config
+    from .. import faces, images
 
     chips = np.zeros((len(paths), _config.CHIP_SIZE, _config.CHIP_SIZE, 3), np.uint8)
     used = {}
@@ -252,8 +252,8 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
     """
     import pandas as pd
 
-    from . import faces
-    from .embed import get_embedder
+    from .. import faces
+    from ..embed import get_embedder
 
     embedder = embedder or get_embedder()
     detector = faces.as_detector(detector)
