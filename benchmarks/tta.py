@@ -4,7 +4,7 @@
     python benchmarks/tta.py --people ../shared/data/faces/people      # the landmark rule on the fixtures
 
 One run over the photos a pairs file names (make it with `iffse evaluate make-pairs`), through the
-pipeline's own steps (:mod:`iffse_lib.lfw_vectors`): each detector (dlib's HOG at upsample 1,
+pipeline's own steps (:mod:`iffse_lib.evaluate.lfw_vectors`): each detector (dlib's HOG at upsample 1,
 dlib's CNN in PyTorch at upsample 0) detects every photo once, with its 68 landmarks; chips are cut
 from the 68 points and from the 5-point predictor's in the same boxes; each chip set is embedded
 with each augmentation (the torch embedder, float32, on the CPU). The photos are shared between
@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from iffse_lib import evaluate, faces
+from iffse_lib import faces
 from iffse_lib.embed_torch import TorchEmbedder
-from iffse_lib.lfw_vectors import cut_chips, find_subjects, locate
+from iffse_lib.evaluate.lfw_vectors import cut_chips, find_subjects, locate
+from iffse_lib.evaluate.pairs import lfw_file, read_pairs
+from iffse_lib.evaluate.verification import kfold_accuracy
 from iffse_lib.stages import StageTimes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +78,7 @@ def score(pairs, vectors: np.ndarray, row_of: dict[str, int]) -> dict:
     a = vectors[[row_of[f] for f in pairs["file1"]]].astype(np.float64)
     b = vectors[[row_of[f] for f in pairs["file2"]]].astype(np.float64)
     d = np.linalg.norm(a - b, axis=1)
-    folds = evaluate.kfold_accuracy(d, pairs["same"].to_numpy(), pairs["fold"].to_numpy())
+    folds = kfold_accuracy(d, pairs["same"].to_numpy(), pairs["fold"].to_numpy())
     return {"accuracy": folds.mean, "std": folds.std, "auc": float(roc_auc_score(pairs["same"], -d)),
             "threshold": float(np.mean(folds.thresholds))}
 
@@ -117,9 +119,9 @@ def main() -> None:
         ap.error("give --pairs (LFW) or --people")
 
     load_start = os.getloadavg()
-    pairs = evaluate.read_pairs(args.pairs)
-    pairs["file1"] = [evaluate.lfw_file(n, i) for n, i in zip(pairs["name1"], pairs["num1"])]
-    pairs["file2"] = [evaluate.lfw_file(n, i) for n, i in zip(pairs["name2"], pairs["num2"])]
+    pairs = read_pairs(args.pairs)
+    pairs["file1"] = [lfw_file(n, i) for n, i in zip(pairs["name1"], pairs["num1"])]
+    pairs["file2"] = [lfw_file(n, i) for n, i in zip(pairs["name2"], pairs["num2"])]
     files = list(dict.fromkeys([*pairs["file1"], *pairs["file2"]]))
     paths = locate(files, args.lfw_dir)
     row_of = {f: i for i, f in enumerate(paths)}

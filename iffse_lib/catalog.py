@@ -922,6 +922,27 @@ class Catalog:
         }
         return out
 
+    # -- reads for evaluation (iffse_lib.evaluate) ---------------------------------------------------
+
+    def photo_sizes(self) -> dict[int, tuple[int, int]]:
+        """``{photo_id: (width, height)}`` of every photo."""
+        return {r[0]: (r[1], r[2]) for r in self.query("SELECT id, width, height FROM photos")}
+
+    def lfw_photos(self) -> list[sqlite3.Row]:
+        """The LFW photos: ``source_id`` (the LFW file name), photo ``id``, ``path``, ``width``,
+        ``height`` and their detection's ``n_faces``, ``error`` and ``detector`` (None if not detected)."""
+        return self.query("SELECT s.source_id, p.id, p.path, p.width, p.height, d.n_faces, d.error, d.detector "
+                          "FROM sources s JOIN photos p ON p.id = s.photo_id "
+                          "LEFT JOIN detections d ON d.photo_id = p.id WHERE s.kind = 'lfw'")
+
+    def lfw_faces(self, model: str) -> list[sqlite3.Row]:
+        """The faces of the LFW photos in photo order: ``photo_id``, face ``id``, ``left``, ``top``,
+        ``right``, ``bottom``, whether it has a ``model`` vector, and its ``landmarks`` (bytes)."""
+        return self.query("SELECT f.photo_id, f.id, f.left, f.top, f.right, f.bottom, v.face_id IS NOT NULL, "
+                          "f.landmarks FROM faces f LEFT JOIN vectors v ON v.face_id = f.id AND v.model = ? "
+                          "WHERE f.photo_id IN (SELECT photo_id FROM sources WHERE kind = 'lfw') "
+                          "ORDER BY f.photo_id, f.idx", (model,))
+
 
 def _face_from_row(row: sqlite3.Row) -> Face:
     return Face(face_id=row["id"], photo_id=row["photo_id"],

@@ -280,7 +280,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_evaluate_make_pairs(args) -> int:
-    from .evaluate import make_pairs, write_pairs
+    from .evaluate.pairs import make_pairs, write_pairs
 
     t0 = time.perf_counter()
     pairs = make_pairs(args.lfw_dir, n_folds=args.folds, seed=args.seed,
@@ -297,7 +297,7 @@ def cmd_evaluate_make_pairs(args) -> int:
 def cmd_evaluate_lfw_pairs(args) -> int:
     import os
 
-    from .evaluate import evaluate_lfw_pairs
+    from .evaluate.verification import evaluate_lfw_pairs
     from .faces import default_detector
 
     lfw_dir = args.lfw_dir or os.environ.get("IFFSE_LFW_DIR") or None
@@ -315,7 +315,7 @@ def cmd_evaluate_lfw_pairs(args) -> int:
 
 def cmd_evaluate_retrieval(args) -> int:
     from .embedders import get_embedder
-    from .evaluate import evaluate_retrieval
+    from .evaluate.retrieval import evaluate_retrieval
 
     with _catalog(args, create=False, readonly=True) as cat:
         result = evaluate_retrieval(cat, get_embedder(args.embedder).model_tag, depth=args.depth,

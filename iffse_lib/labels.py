@@ -4,7 +4,7 @@ A photo collected with an identity (an LFW file name, a folder of one person) is
 that person; other faces in it are bystanders. The catalogue labels one face per photo, its
 **subject**, and leaves the others unlabelled (``faces.identity`` is NULL for them):
 
-- LFW photos (``source_kind == "lfw"``): LFW's rule, as :mod:`iffse_lib.evaluate` picks a
+- LFW photos (``source_kind == "lfw"``): LFW's rule, as :mod:`iffse_lib.evaluate.lfw_vectors` picks a
   photo's face: the face nearest the image centre, provided its box covers the centre. When the
   detector missed the subject and found only bystanders, no face is labelled.
 - Other photos: the face nearest the centre (a photo of a person shows them in the middle).

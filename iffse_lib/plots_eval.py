@@ -1,6 +1,7 @@
 """Figures for evaluation (notebook 06). Every function returns a matplotlib Figure.
 
-They take the results of :mod:`iffse_lib.evaluate`; save them with :func:`iffse_lib.plots.save`.
+They take the results of :mod:`iffse_lib.evaluate.verification` and
+:mod:`iffse_lib.evaluate.retrieval`; save them with :func:`iffse_lib.plots.save`.
 A function that draws one panel takes ``ax=``: it then draws on that Axes and returns its figure.
 """
 

@@ -142,11 +142,16 @@ def hdbscan(vectors: np.ndarray, min_cluster_size: int = 2, min_samples: int | N
     return labels
 
 
-def cluster(vectors: np.ndarray, method: str = "chinese_whispers", **kwargs) -> np.ndarray:
-    """Cluster labels by ``method``: ``chinese_whispers`` or ``hdbscan``."""
+def cluster(vectors: np.ndarray, method: str = "chinese_whispers", threshold: float = config.DEFAULT_THRESHOLD,
+            seed: int | None = 0, **kwargs) -> np.ndarray:
+    """Cluster labels by ``method``: :func:`chinese_whispers` (with ``threshold`` and ``seed``) or
+    :func:`hdbscan` (which has neither: it cuts no distance and draws nothing at random, so they
+    are not used). Other keywords go to the method."""
     methods = {"chinese_whispers": chinese_whispers, "hdbscan": hdbscan}
     if method not in methods:
         raise ValueError(f"method must be one of {sorted(methods)}, not {method!r}")
+    if method == "chinese_whispers":
+        kwargs.update(threshold=threshold, seed=seed)
     return methods[method](vectors, **kwargs)
 
 

@@ -1,9 +1,9 @@
 """A query photo (or a catalogued face) -> ranked matches from the index.
 
-:func:`search` returns one pandas DataFrame per face found in the query photo, largest face
-first, whose rows are :class:`~iffse_lib.records.Match` records (columns ``rank, distance, face_id,
-photo_id, identity, path, left, top, right, bottom``); ``df.attrs`` holds the query face's box,
-score and landmarks.
+:meth:`Searcher.search` returns one pandas DataFrame per face found in the query photo, largest
+face first, whose rows are :class:`~iffse_lib.records.Match` records (columns ``rank, distance,
+face_id, photo_id, identity, path, left, top, right, bottom``); ``df.attrs`` holds the query
+face's box, score and landmarks.
 """
 
 from __future__ import annotations
@@ -121,10 +121,3 @@ class Searcher:
         df = self._matches(ids[0][keep], dists[0][keep], threshold, k)
         df.attrs["query_face_id"] = face_id
         return df
-
-
-def search(photo: str | Path | bytes, catalog: Catalog, k: int = config.DEFAULT_K,
-           threshold: float | None = None, embedder: Embedder | None = None,
-           detector: faces.FaceDetector | None = None) -> list[pd.DataFrame]:
-    """One DataFrame of matches per face in ``photo``; see :class:`Searcher`."""
-    return Searcher(catalog, embedder, detector=detector).search(photo, k, threshold)

@@ -442,13 +442,3 @@ def _csv_link(df, name: str = "lookalikes.csv") -> str:
     data = base64.b64encode(df.to_csv(index=False).encode()).decode()
     return (f'<a class="iffse-csv" download="{name}" href="data:text/csv;base64,{data}">'
             f'Export these {len(df)} results as CSV</a>')
-
-
-def landmark_browser(catalog, **kwargs) -> LandmarkBrowser:
-    """A :class:`LandmarkBrowser` over ``catalog``'s faces."""
-    return LandmarkBrowser(catalog, **kwargs)
-
-
-def lookalike_search(catalog, **kwargs) -> LookalikeSearch:
-    """A :class:`LookalikeSearch` over ``catalog``'s index."""
-    return LookalikeSearch(catalog, **kwargs)

@@ -25,6 +25,7 @@
 # %%
 from iffse_lib import plots
 from iffse_lib.catalog import Catalog
+from iffse_lib.sources import collect_photos
 
 # %% tags=["parameters"]
 DATA_DIR = None             # None: the project's data/ (what `make demo` fills; IFFSE_DATA overrides)
@@ -48,40 +49,14 @@ figures = plots.figures_dir(FIGURES_DIR, cat)
 
 # %% [markdown]
 # ## Collect
-# One library call per source. Each returns counts: `stored` (new photos), `skipped` (seen
-# before), `duplicates` (same bytes under another name) and `errors` (rejected files).
+# One library call, whichever the source (`iffse_lib.sources.collect_photos`). It returns counts:
+# `stored` (new photos), `skipped` (seen before), `duplicates` (same bytes under another name) and
+# `errors` (rejected files).
 
 # %%
-if SOURCE == "lfw":
-    from iffse_lib import pipeline
-    from iffse_lib.sources.lfw import LFWSource, lfw_folder
-
-    collected = pipeline.collect(cat, LFWSource(lfw_folder(LFW_DIR, parameter="LFW_DIR"), limit=MAX_PHOTOS))
-elif SOURCE == "folder":
-    from iffse_lib import pipeline
-    from iffse_lib.sources.folder import FolderSource
-
-    collected = pipeline.collect(cat, FolderSource(FOLDER, identity_from_folder=IDENTITY_FROM_FOLDER))
-elif SOURCE == "instagram" and INSTAGRAM_COOKIES is None and INSTAGRAM_URL is None:
-    # No account: iffse's local imitation of Instagram (generated posts of real face photos), logged
-    # in with its fake cookies; a server on this machine needs no politeness pauses.
-    from iffse_lib.sources import instagram
-    from iffse_lib.testing import fake_instagram
-    from iffse_lib.sources.ratelimit import RateLimiter
-
-    with fake_instagram.serve(tag=INSTAGRAM_TAGS) as url:
-        collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, base_url=url,
-                                              cookies=fake_instagram.FAKE_COOKIES, max_posts=MAX_PHOTOS,
-                                              limiter=RateLimiter({}, jitter={}))
-elif SOURCE == "instagram":
-    from iffse_lib.sources import instagram
-
-    collected = instagram.collect_hashtag(cat, INSTAGRAM_TAGS, api=INSTAGRAM_API, cookies=INSTAGRAM_COOKIES,
-                                          max_posts=MAX_PHOTOS,
-                                          **({"base_url": INSTAGRAM_URL}
-                                             if INSTAGRAM_URL else {}))
-else:
-    raise ValueError(f'SOURCE must be "lfw", "folder" or "instagram", not {SOURCE!r}')
+collected = collect_photos(cat, SOURCE, lfw_dir=LFW_DIR, lfw_parameter="LFW_DIR", folder=FOLDER,
+                           identity_from_folder=IDENTITY_FROM_FOLDER, tags=INSTAGRAM_TAGS, api=INSTAGRAM_API,
+                           cookies=INSTAGRAM_COOKIES, base_url=INSTAGRAM_URL, max_photos=MAX_PHOTOS)
 collected
 
 # %% [markdown]

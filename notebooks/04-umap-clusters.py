@@ -71,10 +71,7 @@ fig
 # ## Clusters of people
 
 # %%
-if CLUSTER_METHOD == "chinese_whispers":
-    labels = reduce.chinese_whispers(vectors, threshold=CLUSTER_THRESHOLD, seed=SEED)
-else:
-    labels = reduce.hdbscan(vectors)
+labels = reduce.cluster(vectors, CLUSTER_METHOD, threshold=CLUSTER_THRESHOLD, seed=SEED)
 scores = reduce.cluster_scores(identities, labels)
 glue.record(f"purity: {scores['purity']:.3f}, completeness: {scores['completeness']:.3f}",
             purity=scores["purity"], completeness=scores["completeness"])

@@ -36,9 +36,13 @@
 # %%
 import json
 
-from iffse_lib import evaluate, plots, plots_eval
+from iffse_lib import plots, plots_eval
 from iffse_lib.catalog import Catalog
 from iffse_lib.embedders import get_embedder
+from iffse_lib.evaluate import output_dir
+from iffse_lib.evaluate.pairs import make_pairs, read_pairs, write_pairs
+from iffse_lib.evaluate.retrieval import evaluate_retrieval
+from iffse_lib.evaluate.verification import compare_tta, evaluate_lfw_pairs, fallback_report
 from iffse_lib.faces import FaceDetector
 from iffse_lib.sources.lfw import lfw_folder
 
@@ -60,14 +64,14 @@ FIGURES_DIR = None           # None: <DATA_DIR>/figures
 
 # %%
 cat = Catalog(DATA_DIR, readonly=True)  # a reader: runs while `iffse index` writes
-out = evaluate.output_dir(OUT_DIR, cat)
+out = output_dir(OUT_DIR, cat)
 figures = plots.figures_dir(FIGURES_DIR, cat)
 lfw_dir = lfw_folder(LFW_DIR, parameter="LFW_DIR")
 embedder = get_embedder(EMBEDDER, **({"tta": TTA} if TTA != "none" else {}))
 detector = FaceDetector(DETECTOR, UPSAMPLE)
-pairs_file = PAIRS_FILE or evaluate.write_pairs(
-    evaluate.make_pairs(lfw_dir, seed=SEED, max_same_per_person=MAX_SAME_PER_PERSON), out / "pairs.txt")
-pairs = evaluate.read_pairs(pairs_file)
+pairs_file = PAIRS_FILE or write_pairs(
+    make_pairs(lfw_dir, seed=SEED, max_same_per_person=MAX_SAME_PER_PERSON), out / "pairs.txt")
+pairs = read_pairs(pairs_file)
 print(f"{pairs_file}: {len(pairs)} pairs, {pairs.attrs['n_folds']} folds of {pairs.attrs['per_fold']} + "
       f"{pairs.attrs['per_fold']}")
 
@@ -75,7 +79,7 @@ print(f"{pairs_file}: {len(pairs)} pairs, {pairs.attrs['n_folds']} folds of {pai
 # ## LFW verification, ten folds
 
 # %%
-result = evaluate.evaluate_lfw_pairs(pairs, lfw_dir=lfw_dir, catalog=cat, embedder=embedder, detector=detector)
+result = evaluate_lfw_pairs(pairs, lfw_dir=lfw_dir, catalog=cat, embedder=embedder, detector=detector)
 (out / "lfw-pairs.json").write_text(json.dumps(result.to_dict(), indent=2))
 print(result.summary())
 
@@ -132,7 +136,7 @@ fig
 # How the pairs that involve them fare, against the others.
 
 # %%
-evaluate.fallback_report(result)
+fallback_report(result)
 
 # %% [markdown]
 # ## Retrieval: exact search and the index
@@ -140,7 +144,7 @@ evaluate.fallback_report(result)
 # itself is left out of its results.
 
 # %%
-retrieval = evaluate.evaluate_retrieval(cat, embedder.model_tag, depth=RETRIEVAL_DEPTH)
+retrieval = evaluate_retrieval(cat, embedder.model_tag, depth=RETRIEVAL_DEPTH)
 (out / "retrieval.json").write_text(json.dumps(retrieval.to_dict(), indent=2))
 print(retrieval.summary())
 
@@ -157,6 +161,6 @@ fig
 # are reused.
 
 # %%
-comparison = evaluate.compare_tta(pairs, COMPARE_TTA, lfw_dir=lfw_dir, catalog=cat, detector=detector)
+comparison = compare_tta(pairs, COMPARE_TTA, lfw_dir=lfw_dir, catalog=cat, detector=detector)
 (out / "tta.json").write_text(comparison.to_json(orient="records", indent=2))
 comparison

@@ -14,7 +14,7 @@ from iffse_lib import faces, images, pipeline, stages
 from iffse_lib.catalog_index import build_index
 from iffse_lib.catalog import Catalog
 from iffse_lib.embed_torch import TorchEmbedder
-from iffse_lib.lfw_vectors import photo_vectors
+from iffse_lib.evaluate.lfw_vectors import photo_vectors
 from iffse_lib.search import Searcher
 from iffse_lib.sources.folder import FolderSource
 

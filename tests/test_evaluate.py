@@ -13,8 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iffse_lib import evaluate as ev
 from iffse_lib.errors import PairsFileError
+from iffse_lib.evaluate.lfw_vectors import FALLBACK_BOX, fallback_box, measure_central_box, subject_index
+from iffse_lib.evaluate.pairs import make_pairs, read_pairs, write_pairs
+from iffse_lib.evaluate.retrieval import average_precision, evaluate_retrieval
+from iffse_lib.evaluate.verification import best_threshold, evaluate_lfw_pairs, fallback_report, kfold_accuracy
+from iffse_lib.labels import central_index
 from iffse_lib.records import Box
 
 # Floors measured on ../shared with dlib's face ResNet (figures in the README's "Evaluation"),
@@ -31,14 +35,14 @@ FLOOR_LFW_MAP = 0.95            # measured 0.9651 (index 0.9646)
 # -- the protocol on hand-made numbers -------------------------------------------------------------
 
 def test_best_threshold_separable_and_ties():
-    t, acc = ev.best_threshold([0.4, 0.1, 0.3, 0.2], [False, True, False, True])
+    t, acc = best_threshold([0.4, 0.1, 0.3, 0.2], [False, True, False, True])
     assert t == pytest.approx(0.25) and acc == 1.0
     # Equal distances cannot be split: only "all different" and "all same" are candidates, both
     # 50%; the lower middle of the tied candidates (the first) is taken.
-    t, acc = ev.best_threshold([0.5, 0.5], [True, False])
+    t, acc = best_threshold([0.5, 0.5], [True, False])
     assert t == pytest.approx(0.5 - 1e-6) and acc == 0.5
     # Everything same: the threshold sits just above the largest distance.
-    t, acc = ev.best_threshold([0.2, 0.7], [True, True])
+    t, acc = best_threshold([0.2, 0.7], [True, True])
     assert t == pytest.approx(0.7 + 1e-6) and acc == 1.0
 
 
@@ -68,7 +72,7 @@ def _hand_folds():
 
 def test_kfold_accuracy_by_hand():
     d, s, f = _hand_folds()
-    res = ev.kfold_accuracy(d, s, f)
+    res = kfold_accuracy(d, s, f)
     assert res.accuracies.tolist() == [0.0] + [1.0] * 9
     np.testing.assert_allclose(res.thresholds, [0.60] + [0.44] * 8 + [0.43], atol=1e-9)
     assert res.mean == pytest.approx(0.9)
@@ -79,20 +83,20 @@ def test_kfold_accuracy_by_hand():
 
 def test_average_precision_by_hand():
     # Relevant at ranks 1 and 3 of 2 relevant: (1/1 + 2/3) / 2.
-    assert ev.average_precision([True, False, True], 2) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision([True, False, True], 2) == pytest.approx((1 + 2 / 3) / 2)
     # Three relevant, one retrieved at rank 2: (1/2) / 3.
-    assert ev.average_precision([False, True, False], 3) == pytest.approx(1 / 6)
+    assert average_precision([False, True, False], 3) == pytest.approx(1 / 6)
     # Depth 2 with 5 relevant: normalised by min(5, 2) = 2.
-    assert ev.average_precision([True, True, True], 5, depth=2) == pytest.approx(1.0)
+    assert average_precision([True, True, True], 5, depth=2) == pytest.approx(1.0)
 
 
 def test_central_index_picks_the_face_nearest_the_centre():
     boxes = [Box(0, 0, 120, 120), Box(100, 90, 150, 150), Box(200, 200, 250, 250)]
-    assert ev.central_index(boxes, 250, 250) == 1
-    assert ev.central_index([], 250, 250) == -1
-    assert ev.subject_index(boxes, 250, 250) == 1
-    assert ev.subject_index([Box(16, 146, 107, 237)], 250, 250) == -1  # a bystander only
-    assert ev.fallback_box(250, 250) == Box(67, 80, 176, 188)
+    assert central_index(boxes, 250, 250) == 1
+    assert central_index([], 250, 250) == -1
+    assert subject_index(boxes, 250, 250) == 1
+    assert subject_index([Box(16, 146, 107, 237)], 250, 250) == -1  # a bystander only
+    assert fallback_box(250, 250) == Box(67, 80, 176, 188)
 
 
 # -- pairs files ---------------------------------------------------------------------------------
@@ -101,14 +105,14 @@ def test_pairs_file_round_trip_and_format(tmp_path):
     df = pd.DataFrame([(0, "A_B", 1, "A_B", 2, True), (0, "A_B", 1, "C_D", 3, False),
                        (1, "E_F", 2, "E_F", 4, True), (1, "G_H", 1, "A_B", 2, False)],
                       columns=["fold", "name1", "num1", "name2", "num2", "same"])
-    path = ev.write_pairs(df, tmp_path / "pairs.txt")
+    path = write_pairs(df, tmp_path / "pairs.txt")
     assert path.read_text().splitlines() == ["2\t1", "A_B\t1\t2", "A_B\t1\tC_D\t3", "E_F\t2\t4", "G_H\t1\tA_B\t2"]
-    back = ev.read_pairs(path)
+    back = read_pairs(path)
     assert back.attrs == {"n_folds": 2, "per_fold": 1}
     pd.testing.assert_frame_equal(back, df)
     # View 1's one-number header: one fold.
     (tmp_path / "dev.txt").write_text("1\nA_B 1 2\nA_B 1 C_D 3\n")
-    assert ev.read_pairs(tmp_path / "dev.txt").attrs == {"n_folds": 1, "per_fold": 1}
+    assert read_pairs(tmp_path / "dev.txt").attrs == {"n_folds": 1, "per_fold": 1}
 
 
 @pytest.mark.parametrize("text, message", [
@@ -122,7 +126,7 @@ def test_read_pairs_rejects_malformed_files(tmp_path, text, message):
     path = tmp_path / "pairs.txt"
     path.write_text(text)
     with pytest.raises(PairsFileError, match=message):
-        ev.read_pairs(path)
+        read_pairs(path)
 
 
 def test_make_pairs_takes_every_same_person_pair(lfw_dir):
@@ -131,7 +135,7 @@ def test_make_pairs_takes_every_same_person_pair(lfw_dir):
         name, count = line.split("\t")
         names[name] = int(count)
     n_same = sum(c * (c - 1) // 2 for c in names.values())  # 37,547 in the A-C subset
-    pairs = ev.make_pairs(lfw_dir, n_folds=10, seed=0)
+    pairs = make_pairs(lfw_dir, n_folds=10, seed=0)
     per_fold = n_same // 10
     assert pairs.attrs == {"n_folds": 10, "per_fold": per_fold}
     counts = pairs.groupby(["fold", "same"]).size()
@@ -149,8 +153,8 @@ def test_make_pairs_takes_every_same_person_pair(lfw_dir):
     powell = same[same["name1"] == "Colin_Powell"].groupby("fold").size()
     assert len(powell) == 10 and powell.min() > 0.5 * powell.mean()
     # Same seed, same pairs; a cap per person limits the big identities.
-    pd.testing.assert_frame_equal(ev.make_pairs(lfw_dir, seed=0), pairs)
-    capped = ev.make_pairs(lfw_dir, seed=0, max_same_per_person=50)
+    pd.testing.assert_frame_equal(make_pairs(lfw_dir, seed=0), pairs)
+    capped = make_pairs(lfw_dir, seed=0, max_same_per_person=50)
     assert capped[capped["same"]].groupby("name1").size().max() <= 50
 
 
@@ -165,19 +169,19 @@ def _no_face_files(catalog) -> set[str]:
 
 @pytest.fixture(scope="module")
 def subset_pairs(lfw_dir, tmp_path_factory):
-    return ev.write_pairs(ev.make_pairs(lfw_dir, seed=0), tmp_path_factory.mktemp("pairs") / "pairs.txt")
+    return write_pairs(make_pairs(lfw_dir, seed=0), tmp_path_factory.mktemp("pairs") / "pairs.txt")
 
 
 @pytest.fixture(scope="module")
 def lfw_result(lfw_catalog, lfw_dir, subset_pairs):
     """The whole subset's pairs: vectors from the catalogue, the no-face photos computed here."""
-    return ev.evaluate_lfw_pairs(subset_pairs, lfw_dir=lfw_dir, catalog=lfw_catalog, progress=False)
+    return evaluate_lfw_pairs(subset_pairs, lfw_dir=lfw_dir, catalog=lfw_catalog, progress=False)
 
 
 def test_fallback_box_is_where_lfw_faces_are(lfw_catalog):
-    measured = ev.measure_central_box(lfw_catalog)
+    measured = measure_central_box(lfw_catalog)
     assert measured["photos"] > 2400
-    np.testing.assert_allclose(measured["box"], ev.FALLBACK_BOX, atol=0.01)
+    np.testing.assert_allclose(measured["box"], FALLBACK_BOX, atol=0.01)
 
 
 def test_lfw_pairs_on_the_subset(lfw_result, lfw_catalog):
@@ -205,7 +209,7 @@ def test_lfw_pairs_on_the_subset(lfw_result, lfw_catalog):
 
 def test_fallback_photos_still_match_their_person(lfw_result):
     """Pairs that involve a photo aligned from the central box are still mostly right."""
-    report = ev.fallback_report(lfw_result)
+    report = fallback_report(lfw_result)
     fb = report.loc["with a fallback photo"]
     assert fb["pairs"] > 500 and fb["same"] > 100
     assert fb["accuracy"] >= FLOOR_FALLBACK_ACCURACY
@@ -219,7 +223,7 @@ def test_fallback_box_reproduces_the_detected_alignment(lfw_catalog):
     from iffse_lib import faces, images
     from iffse_lib.embedders import get_embedder
 
-    from iffse_lib.lfw_vectors import _catalog_lfw_photos
+    from iffse_lib.evaluate.lfw_vectors import _catalog_lfw_photos
 
     embedder = get_embedder()
     known = _catalog_lfw_photos(lfw_catalog, embedder.model_tag, "hog-up1")
@@ -230,7 +234,7 @@ def test_fallback_box_reproduces_the_detected_alignment(lfw_catalog):
     chips = []
     for f in files:
         image = images.load_image(known[f]["path"])
-        box = ev.fallback_box(image.shape[1], image.shape[0])
+        box = fallback_box(image.shape[1], image.shape[0])
         chips.append(faces.face_chips(image, [faces.landmarks_for_box(image, box)])[0])
     d = np.linalg.norm(embedder.embed(np.stack(chips)) - ref, axis=1)
     assert np.median(d) < 0.05 and np.percentile(d, 75) < 0.1
@@ -252,11 +256,11 @@ def small_pairs(lfw_result, lfw_catalog, tmp_path_factory):
         folds.append(rows[0].iloc[2 * k:2 * k + 2].assign(fold=k))
         folds.append(rows[1].iloc[2 * k:2 * k + 2].assign(fold=k))
     df = pd.concat(folds)[["fold", "name1", "num1", "name2", "num2", "same"]]
-    return ev.write_pairs(df, tmp_path_factory.mktemp("small") / "pairs.txt")
+    return write_pairs(df, tmp_path_factory.mktemp("small") / "pairs.txt")
 
 
 def test_standalone_lfw_pairs_computes_what_the_catalogue_holds(small_pairs, lfw_dir, lfw_result):
-    res = ev.evaluate_lfw_pairs(small_pairs, lfw_dir=lfw_dir, progress=False)
+    res = evaluate_lfw_pairs(small_pairs, lfw_dir=lfw_dir, progress=False)
     info = res.photos.info
     assert len(res.pairs) == 40 and res.folds.accuracies.shape == (10,)
     assert (info["how"] != "catalogue").all()
@@ -287,7 +291,7 @@ def test_cli_lfw_pairs_with_a_catalogue(small_pairs, lfw_dir, lfw_catalog, capsy
 # -- retrieval --------------------------------------------------------------------------------------
 
 def test_retrieval_on_the_people_folder(people_catalog, capsys):
-    res = ev.evaluate_retrieval(people_catalog, progress=False)
+    res = evaluate_retrieval(people_catalog, progress=False)
     t = res.table
     # 76 faces of 18 identities with a partner (SOURCES.md); one photo of deepface_person10 has
     # a bystander, unlabelled.
@@ -306,7 +310,7 @@ def test_retrieval_on_the_people_folder(people_catalog, capsys):
 
 
 def test_retrieval_on_lfw(lfw_catalog):
-    res = ev.evaluate_retrieval(lfw_catalog, progress=False)
+    res = evaluate_retrieval(lfw_catalog, progress=False)
     t = res.table
     assert res.counts["queries"] > 1650 and res.counts["unlabelled_faces"] > 100  # bystanders
     assert t.loc["precision@1", "exact"] >= FLOOR_LFW_P1

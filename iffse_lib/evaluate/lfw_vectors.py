@@ -24,9 +24,9 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import config, labels
-from .labels import central_index  # noqa: F401  (importable from here and from evaluate)
-from .errors import IffseError, PhotoMissing
+from .. import config, labels
+from ..labels import central_index
+from ..errors import IffseError, PhotoMissing
 
 #: The fixed box, as fractions of the photo's width and height (left, top, right, bottom), in which
 #: the 68-point predictor runs when the detector finds no face in an LFW photo: (67, 80, 176, 188)
@@ -49,7 +49,7 @@ def subject_index(boxes: Iterable, width: int, height: int) -> int:
 
 def fallback_box(width: int, height: int, box: tuple[float, float, float, float] = FALLBACK_BOX):
     """:data:`FALLBACK_BOX` in pixels of a ``width`` x ``height`` photo."""
-    from .records import Box
+    from ..records import Box
 
     left, top, right, bottom = box
     return Box(int(round(left * width)), int(round(top * height)), int(round(right * width)),
@@ -60,15 +60,15 @@ def fallback_box(width: int, height: int, box: tuple[float, float, float, float]
 def measure_central_box(catalog, model_tag: str | None = None, source_kind: str = "lfw") -> dict:
     """The median box of the central detected faces of a catalogue's photos, as fractions of the
     photo size (how :data:`FALLBACK_BOX` was measured), with the spread (quartiles) and count."""
-    import pandas as pd
-
-    rows = catalog.query(
-        "SELECT f.photo_id, f.idx, f.left, f.top, f.right, f.bottom, p.width, p.height FROM faces f "
-        "JOIN photos p ON p.id=f.photo_id WHERE p.source_kind=? ORDER BY f.photo_id, f.idx", (source_kind,))
-    df = pd.DataFrame([dict(r) for r in rows])
+    df = catalog.faces()
+    df = df.loc[df["source_kind"] == source_kind, ["photo_id", "idx", "left", "top", "right", "bottom"]]
+    df = df.sort_values(["photo_id", "idx"], kind="stable")
+    sizes = catalog.photo_sizes()
+    df["width"] = [sizes[p][0] for p in df["photo_id"]]
+    df["height"] = [sizes[p][1] for p in df["photo_id"]]
     if df.empty:
         raise IffseError(f"no detected faces of {source_kind!r} photos in {catalog.root}; run `iffse index` first")
-    from .records import Box
+    from ..records import Box
 
     picked = []
     for _, g in df.groupby("photo_id", sort=False):
@@ -123,21 +123,15 @@ def _catalog_lfw_photos(catalog, model_tag: str, detector: str) -> dict[str, dic
     """LFW file name -> photo id, path, size, face count, and the subject's face id (if it has a
     vector of ``model_tag``), box and landmarks; ``detected`` says ``detector`` (a tag) has run on
     the photo (photos another detector found are detected again)."""
-    from .records import Box
+    from ..records import Box
 
     photos = {}
-    for r in catalog.query(
-            "SELECT s.source_id, p.id, p.path, p.width, p.height, d.n_faces, d.error, d.detector FROM sources s "
-            "JOIN photos p ON p.id = s.photo_id LEFT JOIN detections d ON d.photo_id = p.id "
-            "WHERE s.kind = 'lfw'"):
+    for r in catalog.lfw_photos():
         photos[r[0]] = {"photo_id": r[1], "path": catalog.root / r[2], "width": r[3], "height": r[4],
                         "n_faces": r[5], "detected": r[5] is not None and r[6] is None and r[7] == detector,
                         "face_id": None, "landmarks": None, "box": None}
     by_photo: dict[int, list] = defaultdict(list)
-    for r in catalog.query(
-            "SELECT f.photo_id, f.id, f.left, f.top, f.right, f.bottom, v.face_id IS NOT NULL, f.landmarks FROM faces f "
-            "LEFT JOIN vectors v ON v.face_id = f.id AND v.model = ? ORDER BY f.photo_id, f.idx",
-            (model_tag,)):
+    for r in catalog.lfw_faces(model_tag):
         by_photo[r[0]].append(r)
     for info in photos.values():
         rows = by_photo.get(info["photo_id"])
@@ -183,8 +177,8 @@ def find_subjects(paths: dict[str, Path], detector=None, batch_size: int = confi
     ``how`` (detected or fallback), ``n_faces``, ``box`` and 68 ``landmarks``. Photos that
     ``known`` (a catalogue's) has detected with this detector keep the catalogue's faces.
     ``times``: a :class:`~iffse_lib.stages.StageTimes` that gains the detect and landmark times."""
-    from . import faces, images
-    from .stages import detect_and_landmark
+    from .. import faces, images
+    from ..stages import detect_and_landmark
 
     detector = detector if detector is not None else faces.default_detector()
     known = known or {}
@@ -218,8 +212,8 @@ def cut_chips(paths: dict[str, Path], subjects: dict[str, dict], detector: str,
     ``points`` (68 or 5) overrides the rule. A fallback photo's subject gets its 68 landmarks in
     :data:`FALLBACK_BOX` (stored in ``subjects``) and is cut as from a HOG box. Returns the chips
     and the points each was cut from."""
-    from . import config as _config
-    from . import faces, images
+    from .. import config as _config
+    from .. import faces, images
 
     chips = np.zeros((len(paths), _config.CHIP_SIZE, _config.CHIP_SIZE, 3), np.uint8)
     used = {}
@@ -245,16 +239,16 @@ def photo_vectors(files: Iterable[str], lfw_dir: str | Path | None = None, catal
 
     ``detector`` is a :class:`~iffse_lib.faces.FaceDetector` (None:
     :func:`~iffse_lib.faces.default_detector`, HOG at upsample 1). With ``catalog``, photos whose
-    subject already has a vector of the embedder's model found by this detector are read from
-    it, and photos it has detected with this detector keep its faces; the others are loaded
-    (from ``lfw_dir``, else from the catalogue's copy), detected, aligned and embedded in batches
-    of ``batch_size``. ``points`` (68 or 5) overrides the chip rule (then no catalogue vector is
+    subject already has a vector of the embedder's model found by this detector are read from it,
+    and photos it has detected with this detector keep its faces; the others are loaded (from
+    ``lfw_dir``, else from the catalogue's copy), detected, aligned and embedded in batches of
+    ``batch_size``. ``points`` (68 or 5) overrides the chip rule (then no catalogue vector is
     reused).
     """
     import pandas as pd
 
-    from . import faces
-    from .embedders import get_embedder
+    from .. import faces
+    from ..embedders import get_embedder
 
     embedder = embedder or get_embedder()
     detector = detector if detector is not None else faces.default_detector()
