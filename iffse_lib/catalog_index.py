@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .catalog import Catalog
-from .embed import get_embedder
+from .embedders import get_embedder
 from .errors import IndexMissing
 from .index import FaceIndex
 
