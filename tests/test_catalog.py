@@ -94,6 +94,7 @@ def uninterrupted(lfw_subset, tmp_path_factory):
     return _snapshot(data)
 
 
+@pytest.mark.slow
 def test_kill_during_collect_and_index_then_resume(lfw_subset, uninterrupted, tmp_path):
     data = tmp_path / "data"
     collect = ["collect", "lfw", "--lfw-dir", str(lfw_subset)]

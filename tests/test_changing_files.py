@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
+
 from iffse_lib import pipeline
 from iffse_lib.catalog import Catalog
 from iffse_lib.sources.folder import FolderSource
 
 from conftest import FACES, LFW, iffse, one_line_error
+
+#: real iffse processes while photo files change; make test-fast leaves these out
+pytestmark = pytest.mark.slow
 
 OBAMA = sorted((FACES / "people" / "obama").iterdir())
 BIDEN = sorted((FACES / "people" / "biden").iterdir())

@@ -18,6 +18,9 @@ from iffse_lib.evaluate.lfw_vectors import photo_vectors
 from iffse_lib.search import Searcher
 from iffse_lib.sources.folder import FolderSource
 
+#: whole pipelines with both landmark rules; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 PHOTOS = ["people/obama/facerec_obama.jpg", "people/biden/facerec_biden.jpg", "multi/facerec_obama_and_biden.jpg"]
 
 

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 import iffse_lib
 
 from conftest import FACES, LFW
@@ -32,6 +34,7 @@ def test_version_and_python_dash_m():
     assert help_text.startswith("usage: iffse") and "--version" in help_text
 
 
+@pytest.mark.slow
 def test_collect_index_forget_print_json_and_log_with_v(tmp_path):
     photos = tmp_path / "photos"
     for person in ("angelina_jolie", "biden"):
@@ -85,6 +88,7 @@ def test_make_pairs_prints_json(tmp_path):
     assert out.read_text().splitlines()[0].split() == ["2", str(doc["per_fold"])]
 
 
+@pytest.mark.slow
 def test_demo_prints_json(tmp_path):
     doc = _document(_iffse("demo", "--lfw-dir", LFW, "--limit", 24, "--embedder", "dlib", "--data", tmp_path / "d",
                            "--json"))

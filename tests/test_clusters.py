@@ -13,6 +13,9 @@ from iffse_lib import reduce
 from iffse_lib.embedders import get_embedder
 from iffse_lib.widgets_clusters import ClusterBrowser
 
+#: a catalogue indexed and clustered end to end; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def clustered(people_catalog):

@@ -16,6 +16,9 @@ import pytest
 from iffse_lib import config, images
 from iffse_lib.errors import IffseError
 
+#: torch against dlib's own CNN detector on every fixture photo; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 dlib = pytest.importorskip("dlib")
 torch = pytest.importorskip("torch")
 

@@ -7,9 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from iffse_lib.catalog import Catalog
 
 from conftest import LFW, faces_find_themselves, iffse, one_line_error
+
+#: real concurrent iffse processes on one catalogue; make test-fast leaves these out
+pytestmark = pytest.mark.slow
 
 N = 60
 

@@ -16,6 +16,9 @@ from iffse_lib.catalog import Catalog
 
 from conftest import LFW, faces_find_themselves, iffse, one_line_error
 
+#: catalogues indexed, damaged and mended by real iffse processes; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "dlib-resnet-v1"
 

@@ -21,6 +21,9 @@ from iffse_lib.catalog import Catalog
 from iffse_lib.errors import IffseError
 from iffse_lib.sources.folder import FolderSource
 
+#: real Dask LocalClusters, a worker killed mid-run; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 MODEL = "dlib-resnet-v1"
 N_PHOTOS = 30
 

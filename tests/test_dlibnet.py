@@ -20,6 +20,9 @@ from iffse_lib import config
 from iffse_lib.embed import DlibEmbedder
 from iffse_lib.errors import IffseError, ModelFileCorrupt
 
+#: torch against dlib's own network on every fixture face; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 dlib = pytest.importorskip("dlib")
 torch = pytest.importorskip("torch")
 

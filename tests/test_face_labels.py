@@ -13,6 +13,9 @@ import pytest
 
 from conftest import FACES, LFW
 
+#: LFW photos indexed end to end, and a schema upgrade; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 #: LFW photos where the HOG detector finds the subject and bystanders, and one where it misses
 #: the subject and finds only the man behind him (README: Evaluation).
 CROWDED = ["Abdel_Nasser_Assidi_0001.jpg", "Abdullah_Gul_0008.jpg", "Al_Pacino_0002.jpg"]

@@ -10,8 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from iffse_lib.catalog import Catalog
 from iffse_lib.testing.fake_instagram import FakeInstagram
+
+#: kill -9 of a real crawl at random moments; make test-fast leaves these out
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,6 +24,9 @@ from iffse_lib.embedders import get_embedder
 from conftest import iffse
 from test_catalog import N_PHOTOS, _count, _iffse, _snapshot, lfw_subset  # noqa: F401 (a fixture)
 
+#: real worker pools, kill -9 of a multi-process index; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 MODEL = "dlib-resnet-v1"
 #: the fixture photos with the most faces per photo (groups, pairs), the tilted ones and those without a face
 FOLDERS = ("multi", "tilted", "noface")

@@ -81,6 +81,7 @@ def test_01_collect_photos(data, lfw_catalog, monkeypatch):
         assert cat.counts()["photos"] == lfw_catalog.counts()["photos"] == 2515
 
 
+@pytest.mark.slow
 def test_01_collect_photos_from_the_instagram_imitation(tmp_path):
     # No cookies: the notebook serves iffse's imitation of Instagram and crawls #selfie through it.
     import json

@@ -16,6 +16,9 @@ from iffse_lib.embedders import get_embedder
 from iffse_lib.search import Searcher
 from iffse_lib.sources.folder import FolderSource
 
+#: whole pipelines with each detector and aligner; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 # HOG finds 1 face in the first at upsample 0 and 6 at upsample 1; 2 and 2 in the second; in the
 # third (an LFW photo) 1 at upsample 0 and none at upsample 1.
 REDETECT_PHOTOS = ["multi/2008_002079.jpg", "multi/2008_001009.jpg", "tilted/lfw_George_HW_Bush_0002.jpg"]

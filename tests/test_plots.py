@@ -164,6 +164,7 @@ def test_cluster_scores_on_known_labels():
     assert s["clustered_share"] == 0.75
 
 
+@pytest.mark.slow
 def test_umap_keeps_blobs_trustworthy():
     from sklearn.datasets import make_blobs
 
@@ -173,6 +174,7 @@ def test_umap_keeps_blobs_trustworthy():
     assert reduce.trustworthiness(X, emb, n_neighbors=10) >= 0.95
 
 
+@pytest.mark.slow
 def test_check_notebooks_fails_on_a_notebook_with_outputs(tmp_path):
     import nbformat
 

@@ -83,6 +83,7 @@ def _iffse(*args):
     return subprocess.run([sys.executable, "-m", "iffse_lib.cli", *map(str, args)], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_command_line_search_and_exit_codes(people_catalog, tmp_path):
     data = people_catalog.root
     out = _iffse("search", FACES / "people" / "angelina_jolie" / "deepface_img1.jpg", "--data", data, "-k", "3", "--json")

