@@ -48,7 +48,7 @@ from urllib.parse import quote
 import numpy as np
 
 from . import config
-from .errors import CatalogDamaged, CatalogError, CatalogLocked, IffseError, ModelMismatch
+from .errors import CatalogDamaged, CatalogError, CatalogLocked, IffseError, ModelMismatch, WriterInWorker
 from .labels import subject_labels
 from .records import Box, Detection, Face, PhotoRecord
 from .storage import VectorFile, WriterLock, check_data_folder, disk_errors, sqlite_errors, write_atomically
@@ -191,6 +191,14 @@ _LOCK_FILE = "catalog.lock"
 _MAX_ID = 2**63 - 1
 
 
+def _importing_main_again() -> bool:
+    """True while multiprocessing imports the main script again in a worker process (spawn and
+    forkserver workers do, as ``__mp_main__``)."""
+    import multiprocessing
+
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -220,6 +228,11 @@ class Catalog:
         self._writer: WriterLock | None = None
         self.db = None
         check_data_folder(self.root, self.db_path, may_create=create and not readonly)
+        if not readonly and _importing_main_again():
+            # It would wait for the lock its own parent holds, and the parent for it: a hang.
+            raise WriterInWorker(
+                f"a worker process imported the main script again and it opens {self.root} for writing: "
+                "in a script, call index_photos (and open the Catalog) under `if __name__ == \"__main__\":`")
         if not readonly:
             with disk_errors(self.root):
                 self.root.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,15 @@ class CatalogDamaged(CatalogError):
     """A file of the catalogue is damaged, missing, or belongs to another catalogue."""
 
 
+class WriterInWorker(CatalogLocked):
+    """A worker process tried to open the catalogue for writing: it was importing the main script
+    again (a script that indexes at import time, outside ``if __name__ == "__main__":``)."""
+
+
+class WorkerDied(IffseError):
+    """A worker process of a local pool died before it finished its work."""
+
+
 class DiskFull(CatalogError):
     """The disk holding the catalogue has no space left; what was committed is kept."""
 

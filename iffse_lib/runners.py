@@ -77,13 +77,27 @@ def ordered_map(submit: Callable[[Callable, Any], Any], fn: Callable, items: Ite
     try:
         fill()
         while pending:
-            result = pending.popleft().result()
+            result = _result(pending.popleft())
             fill()  # the next unit starts before the caller commits this one
             yield result
     finally:
         for future in pending:
             with contextlib.suppress(Exception):
                 future.cancel()
+
+
+def _result(future):
+    """A future's result; a local worker that died says so in one line."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .errors import WorkerDied
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerDied("a worker process died before it finished (its error, if any, is printed above; "
+                         "killed for memory? try fewer --jobs). In a script, call index_photos under "
+                         "`if __name__ == \"__main__\":`. Run the same command again to resume") from None
 
 
 class InProcess:

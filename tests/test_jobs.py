@@ -21,7 +21,7 @@ from iffse_lib import faces, runners, stages
 from iffse_lib.catalog import Catalog
 from iffse_lib.embedders import get_embedder
 
-from conftest import iffse
+from conftest import ROOT, iffse
 from test_catalog import N_PHOTOS, _count, _iffse, _snapshot, lfw_subset  # noqa: F401 (a fixture)
 
 #: real worker pools, kill -9 of a multi-process index; make test-fast leaves these out
@@ -193,3 +193,24 @@ def test_kill_9_of_a_multi_process_index_leaves_no_worker_and_resumes(lfw_subset
     for tag in vectors:
         assert vectors[tag].keys() == want_vectors[tag].keys()
         assert max(float(np.abs(vectors[tag][k] - want_vectors[tag][k]).max()) for k in vectors[tag]) < 1e-5
+
+
+def test_a_script_that_indexes_at_import_time_stops_with_an_error_instead_of_hanging(collected, tmp_path):
+    """Worker processes import the main script again. One that indexes at import time (no
+    `if __name__ == "__main__":`) used to open the catalogue for writing in each worker, which
+    waited for the lock its parent held while the parent waited for it: a silent hang."""
+    data = tmp_path / "data"
+    shutil.copytree(collected, data, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    script = tmp_path / "index_at_import.py"
+    script.write_text("from iffse_lib import pipeline\n"
+                      "from iffse_lib.catalog import Catalog\n"
+                      f"with Catalog({str(data)!r}) as cat:\n"
+                      "    pipeline.index_photos(cat, jobs=2, progress=False)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "WriterInWorker" in proc.stderr and "WorkerDied" in proc.stderr, proc.stderr[-3000:]
+    assert 'if __name__ == "__main__":' in proc.stderr.splitlines()[-1]
+    with Catalog(data, readonly=True) as cat:  # nothing half-written: the next run starts afresh
+        assert cat.integrity_problems() == []
