@@ -10,6 +10,7 @@ tags of their own (``dlib-resnet-v1+bf16``, ``dlib-resnet-v1+flip``, ``dlib-resn
 An embedder takes a batch of 150 x 150 RGB chips made by :func:`iffse_lib.faces.face_chips`
 (dlib's ``get_face_chip`` alignment) and returns float32 vectors. Every vector the catalogue
 stores is tagged with the embedder's ``model_tag``; vectors of different tags never mix.
+:mod:`iffse_lib.embedders` picks an embedder by name, or by the tag of the vectors it makes.
 """
 
 from __future__ import annotations
