@@ -66,8 +66,7 @@ def _attach_canvas(fig, interactive: bool | None) -> bool:
             canvas = Canvas(fig)
             FigureManager(canvas, 0)  # the webagg protocol goes through a manager; pyplot never sees it
             canvas.header_visible = False
-            canvas.toolbar_position = "top"
-            canvas.toolbar_visible = True
+            canvas.toolbar_position = "left"
             canvas.layout.min_width = f"{fig.get_figwidth() * fig.dpi:.0f}px"
             return True
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -127,8 +126,7 @@ class UmapExplorer(_View):
         self.picked: int | None = None
         self.selection = self.points.iloc[:0].copy()
 
-        self.figure = plots.umap_scatter(xy, identities, top=top, title=(
-            f"UMAP of {n:,} faces: hover to see one, click to search for its lookalikes, lasso to select"))
+        self.figure = plots.umap_scatter(xy, identities, top=top, title=f"UMAP of {n:,} faces")
         self.ax = self.figure.axes[0]
         self.interactive = _attach_canvas(self.figure, interactive)
         self.canvas = self.figure.canvas
@@ -152,16 +150,21 @@ class UmapExplorer(_View):
         self.clear.on_click(lambda _: self.clear_selection())
         self.thumb = w.Image(format="jpeg", width=thumb_px, height=thumb_px, layout=w.Layout(display="none"))
         self.hover_info = w.HTML()
+        self.hover_info.add_class("iffse-umap-hover")
         self.selection_info = w.HTML()
+        self.selection_info.add_class("iffse-umap-selection")
         self.message = w.HTML()
         side = w.VBox([self.thumb, self.hover_info, self.selection_info],
-                      layout=w.Layout(width=f"{max(thumb_px, 200) + 20}px", padding="0 0 0 8px"))
+                      layout=w.Layout(width=f"{max(thumb_px, 200) + 20}px", min_width=f"{max(thumb_px, 200) + 20}px",
+                                      padding="0 0 0 8px"))
         if self.interactive:
             view = self.canvas
         else:
             self.image = w.Image(format="png", layout=w.Layout(max_width="900px"))
             view = self.image
-        parts = [w.HBox([self.tool, self.clear]), self.message, w.HBox([view, side])]
+        hint = w.HTML('<span style="color:#666;font-size:12px">hover over a point to see the face; '
+                      'click it to search for its lookalikes, or draw with the lasso or the box to select faces</span>')
+        parts = [w.HBox([self.tool, self.clear]), hint, self.message, w.HBox([view, side])]
         self.widget = w.VBox(parts + ([below] if below is not None else []))
         self.widget.add_class("iffse-umap")
         self._set_tool("click")
