@@ -158,7 +158,10 @@ def test_the_ipympl_canvas_is_the_widget_when_asked_for(mapped):
     from ipympl.backend_nbagg import Canvas
 
     ex = UmapExplorer(embedding, faces, identities, None, interactive=True)
-    assert ex.interactive and isinstance(ex.canvas, Canvas) and ex.canvas in ex.widget.children[2].children
+    def shown(widget):
+        return [widget] + [d for c in getattr(widget, "children", ()) for d in shown(c)]
+
+    assert ex.interactive and isinstance(ex.canvas, Canvas) and ex.canvas in shown(ex.widget)
     i = _loneliest(ex)
     assert ex.hover_at(*embedding[i]) == int(faces.at[i, "face_id"])
     assert "no clusters" in ex.hover_text
