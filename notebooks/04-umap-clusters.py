@@ -22,7 +22,7 @@
 # person, *completeness* how well each person stays in one cluster.
 
 # %%
-from iffse_lib import glue, plots, reduce, widgets_clusters
+from iffse_lib import glue, plots, reduce, widgets_clusters, widgets_umap
 from iffse_lib.catalog import Catalog
 from iffse_lib.embedders import get_embedder
 
@@ -89,3 +89,14 @@ fig
 
 # %%
 widgets_clusters.ClusterBrowser(faces, labels)
+
+# %% [markdown]
+# ## Point at the map
+# Hover over a point to see that face, its name and its cluster; click it to search for its
+# lookalikes (shown below the map); choose "lasso" or "box" and draw to select faces
+# (`explorer.selection` holds them as a table). In JupyterLab the map is ipympl's widget (what
+# `%matplotlib widget` draws with), with its zoom and pan tools; without ipympl it is a still image.
+
+# %%
+explorer = widgets_umap.umap_explorer(cat, embedding, faces, identities, labels)
+explorer

@@ -29,6 +29,7 @@ CONDA_FORGE = {
     "dlib-bin": "dlib",
     "faiss-cpu": "faiss-cpu",
     "ipykernel": "ipykernel",
+    "ipympl": "ipympl",
     "ipywidgets": "ipywidgets",
     "jupyterlab": "jupyterlab",
     "matplotlib": "matplotlib",
