@@ -12,7 +12,7 @@ from matplotlib.path import Path
 from PIL import Image
 
 from iffse_lib import reduce
-from iffse_lib.embed import get_embedder
+from iffse_lib.embedders import get_embedder
 from iffse_lib.widgets_umap import UmapExplorer, umap_explorer
 
 
