@@ -13,9 +13,10 @@ FACES = SHARED / "data" / "faces"
 LFW = SHARED / "data" / "lfw"
 
 
-#: Fixtures that collect and index the whole LFW subset (minutes): every test that needs one,
-#: directly or through another fixture, is marked slow, so that `make test-fast` leaves it out.
-LFW_FIXTURES = frozenset({"lfw_catalog"})
+#: Fixtures that collect and index real photos end to end (the LFW subset: minutes; the people
+#: folders: most of a minute): every test that needs one, directly or through another fixture,
+#: is marked slow, so that `make test-fast` keeps to unit tests.
+INDEXED_FIXTURES = frozenset({"lfw_catalog", "people_catalog"})
 
 
 def pytest_configure(config):
@@ -25,7 +26,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if LFW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if INDEXED_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

@@ -52,6 +52,7 @@ def test_a_device_or_a_fifo_as_the_query_is_refused_without_reading_it(small_cat
     assert "not a regular file" in line
 
 
+@pytest.mark.slow
 def test_k_is_capped_at_the_faces_indexed(small_catalog):
     out = json.loads(iffse("search", PHOTO, "-k", "100000", "--json", data=small_catalog, check=0).stdout)
     with Catalog(small_catalog, readonly=True) as cat:
@@ -105,6 +106,7 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path):
         subprocess.run(["umount", str(data)], check=True)
 
 
+@pytest.mark.slow
 def test_a_catalogue_on_a_read_only_filesystem_can_be_read(small_catalog, tmp_path):
     mount = tmp_path / "ro"
     mount.mkdir()

@@ -145,6 +145,7 @@ def test_uncommitted_vector_rows_are_never_read_and_a_writer_cuts_them(tmp_path)
         VectorFile(path, 4, 5)
 
 
+@pytest.mark.slow
 def test_dataframes_for_notebooks(tmp_path, lfw_subset):
     cat = Catalog(tmp_path / "data")
     pipeline.collect(cat, LFWSource(lfw_subset, limit=6), progress=False)
@@ -172,6 +173,7 @@ def test_remove_photos_takes_faces_vectors_and_files(tmp_path, lfw_subset):
     assert cat.get_meta("index_stale") == "1"
 
 
+@pytest.mark.slow
 def test_a_second_model_reuses_the_stored_landmarks(tmp_path, lfw_subset):
     """Embedding with another model tag re-reads photos and stored landmarks; nothing is re-detected."""
     from iffse_lib.embedders import get_embedder

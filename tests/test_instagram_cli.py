@@ -62,6 +62,7 @@ def _command(server, data: Path, cookies: Path, *more) -> list:
             "--cookies", cookies, "--jitter", "0", "--workers", "4", "--quiet", *more]
 
 
+@pytest.mark.slow
 def test_forty_posts_over_four_pages_with_a_429_a_repeated_page_and_an_expired_url(tmp_path, face_images_cli):
     faults = [Fault("429", endpoint="sections", count=1, after=1, retry_after=1),
               Fault("repeat", endpoint="sections", count=1, after=2)]

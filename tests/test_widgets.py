@@ -154,6 +154,7 @@ def test_landmark_browser_redraws_on_the_slider(people_catalog):
     assert browser.image.value != first and browser.message.value == ""
 
 
+@pytest.mark.slow
 def test_landmark_browser_shows_a_photo_without_a_face_at_its_own_size(tmp_path):
     from iffse_lib import pipeline
     from iffse_lib.catalog import Catalog
