@@ -216,8 +216,8 @@ class UmapExplorer(_View):
         return face_id
 
     def select_polygon(self, vertices) -> pd.DataFrame:
-        """Select the faces inside a polygon of data coordinates (what the lasso does); returns
-        and keeps ``selection``: face_id, identity, cluster, path, x, y."""
+        """The faces inside a polygon of data coordinates become the selection (what the lasso
+        does); returns and keeps ``selection``: face_id, identity, cluster, path, x, y."""
         from matplotlib.path import Path
 
         verts = np.asarray(vertices, dtype=np.float64).reshape(-1, 2)
@@ -229,7 +229,7 @@ class UmapExplorer(_View):
         return self.selection
 
     def select_box(self, x0: float, y0: float, x1: float, y1: float) -> pd.DataFrame:
-        """Select the faces in a rectangle of data coordinates (what the box tool does)."""
+        """The faces in a rectangle of data coordinates become the selection (what the box tool does)."""
         if None in (x0, y0, x1, y1):
             return self.selection
         return self.select_polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
