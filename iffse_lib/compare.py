@@ -91,6 +91,27 @@ def side(catalog, face_id: int, label: str | None = None, model: str | None = No
     return FaceSide(int(face_id), label, photo, face.box, face.landmarks, chip, vector)
 
 
+def photo_side(photo, label: str = "uploaded photo", detector=None) -> FaceSide:
+    """The largest face of a photo that is not in the catalogue (a path, encoded bytes or an RGB
+    array), aligned as the pipeline aligns it, without a vector yet (:func:`compare` embeds it).
+    ``detector``: a :class:`~iffse_lib.faces.FaceDetector` (default: HOG at upsample 1; pass the
+    catalogue's, :func:`iffse_lib.search.catalog_detector`, to cut chips as its faces were cut).
+    NoFaceFound when it finds none; BadImage for a file that is not a photo."""
+    from . import faces
+    from .errors import NoFaceFound
+    from .images import load_image
+
+    image = photo if isinstance(photo, np.ndarray) else load_image(photo)
+    detector = detector or faces.default_detector()
+    found = detector.detect_batch([image])[0]
+    if not found:
+        raise NoFaceFound(f"no face found in {label} ({detector.tag} finds {detector.finds()})")
+    box, _ = max(found, key=lambda bs: bs[0].width * bs[0].height)
+    landmarks = faces.landmarks_for_box(image, box)
+    chip = faces.face_chips(image, [faces.chip_points(image, box, landmarks, detector.tag)])[0]
+    return FaceSide(-1, label, image, box, landmarks, chip, np.zeros(0, np.float32))
+
+
 def compare(a: FaceSide, b: FaceSide, embedder=None, threshold: float = config.DEFAULT_THRESHOLD,
             occlusion_patch: int | None = 25, same: np.ndarray | None = None,
             different: np.ndarray | None = None) -> Comparison:

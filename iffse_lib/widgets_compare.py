@@ -1,8 +1,10 @@
-"""Compare two faces in a widget: pick any two catalogued faces by name and see
+"""Compare two faces in a widget: pick any two catalogued faces by name, or upload a photo for
+either side (its largest face is used), and see
 :func:`iffse_lib.plots_compare.comparison` (chips, landmarks, distance against the threshold and
 among same/different-person distances), with the occlusion map ("why they match") on request.
 
-For scripts and tests: :meth:`FaceCompare.compare`, ``comparison`` (the last
+For scripts and tests: :meth:`FaceCompare.compare` (a face id or a photo's bytes for each side),
+``comparison`` (the last
 :class:`~iffse_lib.compare.Comparison`), ``message_text`` and ``seconds`` (the last response time).
 """
 
@@ -18,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class FaceCompare(_View):
-    """Two face pickers (Comboboxes of every face, by name), a threshold slider and an
-    "occlusion map" checkbox; the comparison is drawn as a PNG below."""
+    """Two face pickers (Comboboxes of every face, by name), each with an upload button for a
+    photo from outside the catalogue, a threshold slider and an "occlusion map" checkbox; the
+    comparison is drawn as a PNG below."""
 
     def __init__(self, catalog, embedder=None, threshold: float = config.DEFAULT_THRESHOLD,
                  occlusion_patch: int = 30, seed: int = 0):
@@ -46,15 +49,25 @@ class FaceCompare(_View):
                       placeholder="type a name")
         self.pick_a = w.Combobox(description="face A", **picker)
         self.pick_b = w.Combobox(description="face B", **picker)
+        upload = dict(accept="image/*", multiple=False, layout=w.Layout(width="210px"))
+        self.upload_a = w.FileUpload(description="or upload photo A", **upload)
+        self.upload_b = w.FileUpload(description="or upload photo B", **upload)
+        #: an uploaded photo's bytes per side; it replaces that side's picked face until one is picked
+        self._uploaded: dict[str, bytes | None] = {"a": None, "b": None}
+        self._detector = None
         self.threshold = w.FloatSlider(value=threshold, min=0.2, max=1.2, step=0.02, description="threshold",
                                        continuous_update=False, readout_format=".2f")
         self.occlusion = w.Checkbox(value=False, description="why they match (occlusion map)", indent=False)
         self.message = w.HTML()
         self.image = w.Image(format="png", layout=w.Layout(max_width="1100px", display="none"))
-        for control in (self.pick_a, self.pick_b, self.threshold, self.occlusion):
+        for control in (self.threshold, self.occlusion):
             control.observe(lambda ch: self._update(), names="value")
-        self.widget = w.VBox([self.pick_a, self.pick_b, w.HBox([self.threshold, self.occlusion]),
-                              self.message, self.image])
+        self.pick_a.observe(lambda ch: self._on_pick("a"), names="value")
+        self.pick_b.observe(lambda ch: self._on_pick("b"), names="value")
+        self.upload_a.observe(lambda ch: self._on_upload("a", ch["new"]), names="value")
+        self.upload_b.observe(lambda ch: self._on_upload("b", ch["new"]), names="value")
+        self.widget = w.VBox([w.HBox([self.pick_a, self.upload_a]), w.HBox([self.pick_b, self.upload_b]),
+                              w.HBox([self.threshold, self.occlusion]), self.message, self.image])
         self.widget.add_class("iffse-compare")
 
     @property
@@ -64,17 +77,17 @@ class FaceCompare(_View):
 
         return html.unescape(re.sub(r"<[^>]+>", "", self.message.value)).strip()
 
-    def compare(self, face_a: int, face_b: int) -> None:
-        """Draw the comparison of two catalogued faces (what picking them does)."""
+    def compare(self, face_a: int | bytes, face_b: int | bytes) -> None:
+        """Draw the comparison of two faces (what picking or uploading them does): each a
+        catalogued face's id, or a photo's bytes (its largest face)."""
         from . import compare, plots, plots_compare
 
         t = time.perf_counter()
         try:
-            cmp = compare.compare_faces(self.catalog, face_a, face_b, stored=True, labels=self._names,
-                                        embedder=self.embedder,
-                                        threshold=self.threshold.value,
-                                        occlusion_patch=self.occlusion_patch if self.occlusion.value else None,
-                                        same=self.same, different=self.different)
+            cmp = compare.compare(self._side(face_a, "A"), self._side(face_b, "B"), embedder=self.embedder,
+                                  threshold=self.threshold.value,
+                                  occlusion_patch=self.occlusion_patch if self.occlusion.value else None,
+                                  same=self.same, different=self.different)
             fig = plots_compare.comparison(cmp, self.same, self.different)
             self.image.value = plots.to_png(fig, dpi=80)
         except Exception as exc:  # never a traceback in the widget
@@ -86,8 +99,36 @@ class FaceCompare(_View):
         self.seconds = time.perf_counter() - t
         self.message.value = _message_html(cmp.summary() + ".", _INFO)
 
+    def _side(self, face: int | bytes, which: str):
+        from . import compare
+
+        if isinstance(face, (bytes, bytearray, memoryview)):
+            if self._detector is None:  # cut as the catalogue's faces were cut
+                from .faces import default_detector
+                from .search import catalog_detector
+
+                self._detector = catalog_detector(self.catalog) or default_detector()
+            return compare.photo_side(bytes(face), f"uploaded photo {which}", self._detector)
+        return compare.side(self.catalog, int(face), self._names.get(int(face)), self.embedder.model_tag)
+
+    def _choice(self, which: str) -> int | bytes | None:
+        if self._uploaded[which] is not None:
+            return self._uploaded[which]
+        return self.face_labels.get((self.pick_a if which == "a" else self.pick_b).value)
+
+    def _on_pick(self, which: str) -> None:
+        if (self.pick_a if which == "a" else self.pick_b).value:
+            self._uploaded[which] = None  # a picked face replaces an uploaded photo
+        self._update()
+
+    def _on_upload(self, which: str, files) -> None:
+        if not files:
+            return
+        self._uploaded[which] = bytes(files[0]["content"])
+        self._update()
+
     def _update(self) -> None:
-        a, b = self.face_labels.get(self.pick_a.value), self.face_labels.get(self.pick_b.value)
+        a, b = self._choice("a"), self._choice("b")
         if a is not None and b is not None:
             self.compare(a, b)
 

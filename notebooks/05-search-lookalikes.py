@@ -92,7 +92,8 @@ search = widgets.LookalikeSearch(cat, searcher=searcher, k=K, threshold=THRESHOL
 search
 
 # %% [markdown]
-# Any two faces, compared the same way: pick them by name; tick the box for the occlusion map.
+# Any two faces, compared the same way: pick them by name, or upload a photo for either side (its
+# largest face); tick the box for the occlusion map.
 
 # %%
 widgets_compare.FaceCompare(cat, threshold=THRESHOLD, occlusion_patch=OCCLUSION_PATCH)

@@ -3,7 +3,9 @@ people photos; the widget is driven through its ipywidgets traits, as the browse
 
 from __future__ import annotations
 
+import datetime
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ from PIL import Image
 from iffse_lib import compare, plots_compare
 from iffse_lib.embedders import get_embedder
 from iffse_lib.widgets_compare import FaceCompare
+
+from conftest import FACES
 
 
 class CountingEmbedder:
@@ -94,3 +98,41 @@ def test_the_compare_widget_draws_two_picked_faces(view, people_catalog):
     view.occlusion.value = False
     view.pick_b.value = labels[biden[0]]
     assert not view.comparison.same and view.comparison.b.label == "biden"
+
+
+def _upload(name: str, data: bytes) -> tuple:
+    """A FileUpload's value, as the browser sends it."""
+    return ({"name": name, "type": "image/jpeg", "size": len(data), "content": memoryview(data),
+             "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def test_two_uploaded_photos_are_compared_by_their_largest_faces(view, people_catalog, tmp_path):
+    """Upload a photo for either side (as the FileUpload widgets hand it over): its largest face
+    is aligned like the catalogue's and compared with the other side's face."""
+    obama = sorted((FACES / "people" / "obama").iterdir())
+    biden = sorted((FACES / "people" / "biden").iterdir())
+    labels = {v: k for k, v in view.face_labels.items()}
+    view.pick_a.value = view.pick_b.value = ""
+    before = view.comparison
+    view.upload_a.value = _upload(obama[0].name, obama[0].read_bytes())
+    assert view.comparison is before  # one side only: nothing new to draw
+    view.upload_b.value = _upload(obama[1].name, obama[1].read_bytes())
+    both = view.comparison
+    assert (both.a.label, both.b.label) == ("uploaded photo A", "uploaded photo B")
+    assert both.same and "the same person" in view.message_text
+    # The uploaded faces are cut and embedded as the pipeline does: the same vector as the catalogue's
+    # face of that photo.
+    ids, vectors = people_catalog.vectors(view.embedder.model_tag)
+    stored = dict(zip(ids.tolist(), vectors))
+    faces = people_catalog.faces()
+    catalogued = faces[faces["path"].map(lambda p: Path(p).read_bytes() == obama[0].read_bytes())]
+    assert min(np.linalg.norm(stored[int(f)] - both.a.vector) for f in catalogued["face_id"]) < 1e-3
+    # An uploaded photo against a picked face, and a picked face replacing an upload.
+    view.upload_b.value = _upload(biden[0].name, biden[0].read_bytes())
+    assert not view.comparison.same and "different people" in view.message_text
+    view.pick_a.value = labels[_faces_of(people_catalog, "biden")[1]]
+    assert view.comparison.a.label == "biden" and view.comparison.b.label == "uploaded photo B"
+    assert view.comparison.same
+    # A photo without a face is a message, not a traceback.
+    view.upload_a.value = _upload("dog.jpg", (FACES / "noface" / "dlib_dog.jpg").read_bytes())
+    assert "no face found in uploaded photo A" in view.message_text
