@@ -18,12 +18,8 @@ RECORD_MIME = "application/vnd.iffse.record+json"
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as JSON values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return value
+    """numpy scalars and arrays as JSON values (their ``tolist``)."""
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def record(text: str, **values: Any) -> None:

@@ -265,8 +265,11 @@ def reinforce_in_links(index, vectors: np.ndarray, min_in: int = HNSW_MIN_IN_LIN
     targets = np.flatnonzero(need)
     if n < 2 or not len(targets):
         return 0
-    hnsw.efSearch = max(hnsw.efSearch, 4 * min_in)
-    _, src = index.search(np.ascontiguousarray(vectors[targets], dtype=np.float32), min(n, 2 * min_in + 1))
+    ef, hnsw.efSearch = hnsw.efSearch, max(hnsw.efSearch, 4 * min_in)
+    try:
+        _, src = index.search(np.ascontiguousarray(vectors[targets], dtype=np.float32), min(n, 2 * min_in + 1))
+    finally:
+        hnsw.efSearch = ef
     tgt = np.broadcast_to(targets[:, None], src.shape)
     ok = (src >= 0) & (src != tgt)
     ok &= ~(level0[np.where(ok, src, 0)] == tgt[..., None]).any(-1)  # not linked already

@@ -123,6 +123,23 @@ def small_catalog(tmp_path_factory):
     return data
 
 
+def lab_on_copies(catalog, notebook: str, tmp_path):
+    """For the browser tests: JupyterLab over a folder holding a copy of ``notebook``, its kernel's
+    IFFSE_DATA a copy of ``catalog``; a context manager giving lab_browser's Lab."""
+    import shutil
+
+    import lab_browser  # tools/, on the path through pyproject's pythonpath
+
+    if not lab_browser.CHROMIUM.exists():
+        pytest.fail(f"{lab_browser.CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)")
+    data = tmp_path / "data"
+    shutil.copytree(catalog.root, data)
+    work = tmp_path / "lab"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / notebook, work)
+    return lab_browser.jupyter_lab(work, tmp_path / "jupyter", env={"IFFSE_DATA": str(data)})
+
+
 @pytest.fixture
 def small_copy(small_catalog, tmp_path):
     """A private copy of ``small_catalog`` to change."""

@@ -7,12 +7,13 @@ tests/test_browser.py; a screenshot goes to test-artifacts/."""
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 
 import lab_browser  # tools/, on the path through pyproject's [tool.pytest.ini_options] pythonpath
+
+from conftest import lab_on_copies
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,14 +42,7 @@ FIND_COLOUR = """([canvas, rgb]) => {
 
 @pytest.fixture
 def lab(people_catalog, tmp_path):
-    if not lab_browser.CHROMIUM.exists():
-        pytest.fail(f"{lab_browser.CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)")
-    data = tmp_path / "data"
-    shutil.copytree(people_catalog.root, data)
-    work = tmp_path / "lab"
-    work.mkdir()
-    shutil.copy(ROOT / "notebooks" / "04-umap-clusters.ipynb", work)
-    with lab_browser.jupyter_lab(work, tmp_path / "jupyter", env={"IFFSE_DATA": str(data)}) as running:
+    with lab_on_copies(people_catalog, "04-umap-clusters.ipynb", tmp_path) as running:
         yield running
 
 

@@ -74,6 +74,19 @@ def _snapshot(data):
         cat.close()
 
 
+def _assert_same_catalogue(data, want) -> None:
+    """The catalogue in ``data`` holds what ``want`` (a :func:`_snapshot`) does: the same photos,
+    detections and faces, and every vector within 1e-5."""
+    photos, faces, vectors, detections = _snapshot(data)
+    want_photos, want_faces, want_vectors, want_detections = want
+    assert photos == want_photos and detections == want_detections == N_PHOTOS
+    assert faces == want_faces
+    assert vectors.keys() == want_vectors.keys()
+    for tag in vectors:
+        assert vectors[tag].keys() == want_vectors[tag].keys()
+        assert max(float(np.abs(vectors[tag][k] - want_vectors[tag][k]).max()) for k in vectors[tag]) < 1e-5
+
+
 @pytest.fixture(scope="module")
 def lfw_subset(tmp_path_factory):
     """A folder of the first N LFW photos (small, fast to detect and embed)."""
@@ -115,15 +128,7 @@ def test_kill_during_collect_and_index_then_resume(lfw_subset, uninterrupted, tm
     assert max(done) > 0, "no batch ever committed between kills"
     proc = _iffse(data, *index)
     assert proc.wait() == 0, proc.stderr.read().decode()
-    photos, faces, vectors, detections = _snapshot(data)
-    want_photos, want_faces, want_vectors, want_detections = uninterrupted
-    assert photos == want_photos and detections == want_detections == N_PHOTOS
-    assert faces == want_faces
-    assert vectors.keys() == want_vectors.keys()
-    for tag in vectors:
-        assert vectors[tag].keys() == want_vectors[tag].keys()
-        diff = max(float(np.abs(vectors[tag][k] - want_vectors[tag][k]).max()) for k in vectors[tag])
-        assert diff < 1e-5
+    _assert_same_catalogue(data, uninterrupted)
     # No temporary photo file is left behind.
     assert not list(data.rglob("*.tmp"))
 

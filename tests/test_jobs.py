@@ -22,7 +22,8 @@ from iffse_lib.catalog import Catalog
 from iffse_lib.embedders import get_embedder
 
 from conftest import ROOT, iffse
-from test_catalog import N_PHOTOS, _count, _iffse, _snapshot, lfw_subset  # noqa: F401 (a fixture)
+from test_catalog import (N_PHOTOS, _assert_same_catalogue, _count, _iffse, _snapshot,  # noqa: F401 (a fixture)
+                          lfw_subset)
 
 #: real worker pools, kill -9 of a multi-process index; make test-fast leaves these out
 pytestmark = pytest.mark.slow
@@ -185,14 +186,7 @@ def test_kill_9_of_a_multi_process_index_leaves_no_worker_and_resumes(lfw_subset
     assert 0 < done[0] < N_PHOTOS, "the first kill came too late to interrupt anything"
     proc = _iffse(data, *index)
     assert proc.wait() == 0, proc.stderr.read().decode()
-    photos, found, vectors, detections = _snapshot(data)
-    want_photos, want_faces, want_vectors, want_detections = one_process
-    assert photos == want_photos and detections == want_detections == N_PHOTOS
-    assert found == want_faces
-    assert vectors.keys() == want_vectors.keys()
-    for tag in vectors:
-        assert vectors[tag].keys() == want_vectors[tag].keys()
-        assert max(float(np.abs(vectors[tag][k] - want_vectors[tag][k]).max()) for k in vectors[tag]) < 1e-5
+    _assert_same_catalogue(data, one_process)
 
 
 def test_a_script_that_indexes_at_import_time_stops_with_an_error_instead_of_hanging(collected, tmp_path):
