@@ -59,7 +59,7 @@ def real_chips(folder: Path, distinct: int) -> np.ndarray:
         if path.suffix.lower() not in config.IMAGE_EXTENSIONS:
             continue
         image = images.load_image(path)
-        detections = faces.detect_faces(image, upsample=1)
+        detections = faces.FaceDetector("hog", upsample=1).detect(image)
         if detections:
             found.extend(faces.face_chips(image, [d.landmarks for d in detections]))
         if len(found) >= distinct:

@@ -404,7 +404,7 @@ def detect_boxes_batch(images: list[np.ndarray], upsample: int = 0, threshold: f
 def detect_boxes(image: np.ndarray, upsample: int = 0, threshold: float = 0.0,
                  device: str = "cpu") -> list[tuple[Box, float]]:
     """Face boxes and scores from dlib's CNN detector, highest score first, clipped to the photo
-    (right and bottom exclusive, as :func:`iffse_lib.faces.detect_boxes` gives them).
+    (right and bottom exclusive, as :meth:`iffse_lib.faces.FaceDetector.detect_batch` gives them).
     ``upsample`` doubles the photo that many times first, as dlib does: faces down to about 40 px
     with 1, 20 px with 2, at about 4x the cost per step."""
     return detect_boxes_batch([image], upsample, threshold, device, 1)[0]

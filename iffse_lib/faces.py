@@ -1,8 +1,8 @@
 """Detection, 68-point landmarks and alignment with dlib.
 
-- :func:`detect_faces` runs dlib's HOG detector and its 68-point shape predictor.
-- :class:`FaceDetector` names the detector a pipeline uses: dlib's HOG, or dlib's CNN (MMOD)
-  detector run in PyTorch (:mod:`iffse_lib.cnn_detector`), batched, on a CPU or a GPU.
+- :class:`FaceDetector` is the one way faces are found: dlib's HOG detector, or dlib's CNN (MMOD)
+  detector run in PyTorch (:mod:`iffse_lib.cnn_detector`), batched, on a CPU or a GPU; its
+  :meth:`~FaceDetector.detect` adds dlib's 68 landmarks (:func:`landmarks_for_box`).
 - :func:`face_chips` makes the 150 px chips the embedder takes (dlib's ``get_face_chip``) from the
   points :func:`chip_points` picks: the 68 landmarks in HOG boxes, the 5-point predictor's
   points in CNN boxes (:data:`CHIP_POINTS`; README, "Choosing the landmarks and the
@@ -88,30 +88,14 @@ def _full_object_detection(landmarks: np.ndarray, box: Box | None = None):
     return dlib.full_object_detection(rect, parts)
 
 
-def detect_boxes(image: np.ndarray, upsample: int = config.DEFAULT_UPSAMPLE,
-                 threshold: float = 0.0) -> list[tuple[Box, float]]:
-    """Face boxes and scores from dlib's HOG detector, largest first.
-
-    ``upsample`` doubles the image that many times before detecting (finds smaller faces, costs
-    about 4x per step); ``threshold`` is added to the detector's decision threshold.
-    """
-    if upsample < 0:
-        raise ValueError("upsample must be >= 0")
+def _hog_boxes(image: np.ndarray, upsample: int) -> list[tuple[Box, float]]:
+    """Face boxes and scores from dlib's HOG detector (use :class:`FaceDetector`)."""
     image = np.ascontiguousarray(image)
-    rects, scores, _ = _hog_detector().run(image, upsample, threshold)
+    rects, scores, _ = _hog_detector().run(image, upsample, 0.0)
     h, w = image.shape[:2]
     # dlib rectangles are inclusive and may stick out of the image; clip, right/bottom exclusive.
-    found = [(Box(max(0, r.left()), max(0, r.top()), min(w, r.right() + 1), min(h, r.bottom() + 1)), float(s))
-             for r, s in zip(rects, scores)]
-    return largest_first(found)
-
-
-def detect_faces(image: np.ndarray, upsample: int = config.DEFAULT_UPSAMPLE,
-                 threshold: float = 0.0) -> list[Detection]:
-    """Every face dlib's HOG detector finds in an (H, W, 3) uint8 RGB image, with its 68 landmarks."""
-    shape_predictor()  # a missing model file fails here, whether or not a face is found
-    return [Detection(box=box, score=score, landmarks=landmarks_for_box(image, box))
-            for box, score in detect_boxes(image, upsample, threshold)]
+    return [(Box(max(0, r.left()), max(0, r.top()), min(w, r.right() + 1), min(h, r.bottom() + 1)), float(s))
+            for r, s in zip(rects, scores)]
 
 
 #: The detectors a pipeline can use (see :class:`FaceDetector`).
@@ -171,7 +155,7 @@ class FaceDetector:
     def detect_batch(self, images: list[np.ndarray]) -> list[list[tuple[Box, float]]]:
         """Boxes and scores for each of several (H, W, 3) uint8 RGB photos, largest face first."""
         if self.kind == "hog":
-            found = [detect_boxes(image, self.upsample) for image in images]
+            found = [_hog_boxes(image, self.upsample) for image in images]
         else:
             from . import cnn_detector
 
@@ -181,6 +165,12 @@ class FaceDetector:
             found = cnn_detector.detect_boxes_batch(list(images), self.upsample, device=self.device,
                                                     batch_size=per_pass)
         return [largest_first(f) for f in found]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Every face in one (H, W, 3) uint8 RGB photo, largest first, with its 68 landmarks."""
+        shape_predictor()  # a missing model file fails here, whether or not a face is found
+        (found,) = self.detect_batch([image])
+        return [Detection(box=box, score=score, landmarks=landmarks_for_box(image, box)) for box, score in found]
 
 
 def default_detector() -> FaceDetector:

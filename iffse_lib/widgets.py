@@ -62,14 +62,23 @@ class LandmarkBrowser(_View):
     """Step through photos (slider, or a dropdown by person) and redraw the landmark view.
 
     Faces already in the catalogue are drawn from it; photos not yet detected are detected on
-    the spot. A checkbox switches to the alignment steps of the photo's largest face.
-    ``browser.show(i)`` draws the i-th photo; the image widget holds the figure as PNG.
+    the spot, by ``detector`` (default: the detector that found most of the catalogue's faces,
+    else :func:`~iffse_lib.faces.default_detector`). A checkbox switches to the alignment steps
+    of the photo's largest face. ``browser.show(i)`` draws the i-th photo; the image widget
+    holds the figure as PNG.
     """
 
-    def __init__(self, catalog, photos=None, alignment: bool = False, max_photos: int | None = None):
+    def __init__(self, catalog, photos=None, alignment: bool = False, max_photos: int | None = None,
+                 detector=None):
         import ipywidgets as w
 
+        from . import faces
+
         self.catalog = catalog
+        if detector is None:
+            tag = catalog.main_detector()
+            detector = faces.FaceDetector.from_tag(tag) if tag else faces.default_detector()
+        self.detector = detector
         photos = catalog.photos() if photos is None else photos
         if max_photos is not None:
             photos = photos.head(max_photos)
@@ -94,8 +103,6 @@ class LandmarkBrowser(_View):
 
     def faces_of(self, i: int, image: np.ndarray) -> list:
         """The faces of the i-th photo: from the catalogue if detected there, else detected now."""
-        from . import faces
-
         row = self.photos.iloc[int(i)]
         pid = int(row["photo_id"])
         if pid not in self._faces:
@@ -104,7 +111,7 @@ class LandmarkBrowser(_View):
             if stored or (detected is not None and detected == detected):  # n_faces not NaN: detected
                 self._faces[pid] = stored
             else:
-                self._faces[pid] = faces.detect_faces(image)
+                self._faces[pid] = self.detector.detect(image)
         return self._faces[pid]
 
     def show(self, i: int) -> None:

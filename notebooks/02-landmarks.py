@@ -46,7 +46,8 @@ examples[["photo_id", "identity", "width", "height", "n_faces"]]
 
 # %%
 example_images = [images.load_image(p) for p in examples["path"]]
-detections = [faces.detect_faces(im, upsample=UPSAMPLE) for im in example_images]
+detector = faces.FaceDetector("hog", upsample=UPSAMPLE)
+detections = [detector.detect(im) for im in example_images]
 [(len(d), [round(x.score, 2) for x in d]) for d in detections]
 
 # %%

@@ -27,7 +27,7 @@ def _scaled(path, longest=1024):
 
 @pytest.mark.parametrize("row", [r for r in LABELS if r["category"] == "multi"], ids=lambda r: r["file"])
 def test_face_counts_on_group_photos(row):
-    found = faces.detect_faces(_scaled(FACES / row["file"]))
+    found = faces.default_detector().detect(_scaled(FACES / row["file"]))
     expected = int(row["dlib_HOG_faces"])
     # dlib's own count with the same settings; resampling may move a borderline face in or out.
     assert abs(len(found) - expected) <= max(1, expected // 10), (len(found), expected)
@@ -39,13 +39,13 @@ def test_face_counts_on_group_photos(row):
 
 def test_group_photo_total_matches_labels():
     rows = [r for r in LABELS if r["category"] == "multi"]
-    total = sum(len(faces.detect_boxes(_scaled(FACES / r["file"]))) for r in rows)
+    total = sum(len(faces.default_detector().detect_batch([_scaled(FACES / r["file"])])[0]) for r in rows)
     assert total == sum(int(r["dlib_HOG_faces"]) for r in rows)
 
 
 @pytest.mark.parametrize("path", sorted((FACES / "noface").iterdir()), ids=lambda p: p.name)
 def test_no_faces_on_animals(path):
-    assert faces.detect_faces(images.load_image(path)) == []
+    assert faces.default_detector().detect(images.load_image(path)) == []
 
 
 def _xml_faces():
@@ -68,7 +68,7 @@ def test_landmarks_match_dlibs_ground_truth():
     cache = {}
     for file, box, pts in truth:
         if file not in cache:
-            cache[file] = faces.detect_faces(images.load_image(FACES / "multi" / file))
+            cache[file] = faces.default_detector().detect(images.load_image(FACES / "multi" / file))
         centre = pts.mean(axis=0)
         best = min(cache[file], key=lambda d: np.linalg.norm(d.landmarks.mean(axis=0) - centre), default=None)
         if best is None or np.linalg.norm(best.landmarks.mean(axis=0) - centre) > 10:
@@ -89,7 +89,7 @@ def test_landmarks_match_dlibs_ground_truth():
 
 def test_chips_and_openface_crop_are_aligned():
     img = images.load_image(FACES / "people" / "obama" / "facerec_obama.jpg")
-    (det,) = faces.detect_faces(img)
+    (det,) = faces.default_detector().detect(img)
     chip = faces.face_chips(img, [det.landmarks])
     assert chip.shape == (1, config.CHIP_SIZE, config.CHIP_SIZE, 3) and chip.dtype == np.uint8
     crop = faces.openface_crop(img, det.landmarks)
@@ -107,6 +107,6 @@ def test_tilted_face_is_found_after_rotation_only_when_upright():
     # obama_facerec_obama2_rot90.jpg is a real photo turned 90 degrees: HOG misses it as it is,
     # and finds it once turned back.
     im = images.open_image(FACES / "tilted" / "obama_facerec_obama2_rot90.jpg")
-    assert faces.detect_boxes(np.asarray(im)) == []
+    assert faces.default_detector().detect_batch([np.asarray(im)])[0] == []
     upright = [np.asarray(im.rotate(a, expand=True)) for a in (90, -90)]
-    assert max(len(faces.detect_boxes(u)) for u in upright) == 1
+    assert max(len(faces.default_detector().detect_batch([u])[0]) for u in upright) == 1

@@ -22,7 +22,7 @@ def test_names_are_shown_without_underscores_and_cut_with_an_ellipsis():
 
 def test_the_alignment_title_does_not_overlap_the_panel_titles():
     image = images.load_image(LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
-    found = faces.detect_faces(image)
+    found = faces.default_detector().detect(image)
     fig = plots.alignment_steps(image, found[0].landmarks, found[0].box, title="Aaron Eckhart (photo 1)")
     canvas = FigureCanvasAgg(fig)
     canvas.draw()

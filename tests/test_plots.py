@@ -16,7 +16,7 @@ from conftest import FACES, ROOT
 
 def test_landmarks_draws_68_points_per_face_and_each_box_with_its_score():
     image = images.load_image(FACES / "multi" / "facerec_obama_and_biden.jpg")
-    found = faces.detect_faces(image)
+    found = faces.default_detector().detect(image)
     fig = plots.landmarks(image, found)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
@@ -30,7 +30,7 @@ def test_landmarks_draws_68_points_per_face_and_each_box_with_its_score():
 
 def test_alignment_steps_shows_photo_chip_and_openface_crop():
     image = images.load_image(FACES / "people" / "obama" / "facerec_obama.jpg")
-    d = faces.detect_faces(image)[0]
+    d = faces.default_detector().detect(image)[0]
     fig = plots.alignment_steps(image, d.landmarks, d.box)
     shapes = [ax.images[0].get_array().shape[:2] for ax in fig.axes]
     assert shapes[2] == (150, 150) and shapes[3] == (96, 96)

@@ -189,7 +189,7 @@ def test_missing_model_says_what_to_run(tmp_path):
         f"c.MODELS_DIR = pathlib.Path({str(tmp_path)!r});"
         f"m.wheel_models_dir = lambda: pathlib.Path({str(tmp_path / 'no-package')!r});"
         "from iffse_lib import faces;"
-        "faces.detect_faces(np.zeros((100, 100, 3), np.uint8))"
+        "faces.default_detector().detect(np.zeros((100, 100, 3), np.uint8))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0

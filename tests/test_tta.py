@@ -26,7 +26,7 @@ def people_chips(faces_dir):
     for person in PEOPLE:
         for path in sorted((faces_dir / "people" / person).iterdir()):
             image = images.load_image(path)
-            found = faces.detect_faces(image)
+            found = faces.default_detector().detect(image)
             if found:
                 chips.append(faces.face_chips(image, [found[0].landmarks])[0])
                 who.append(person)
