@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import sys
@@ -51,103 +50,17 @@ from . import config
 from .errors import CatalogDamaged, CatalogError, CatalogLocked, IffseError, ModelMismatch, WriterInWorker
 from .labels import subject_labels
 from .records import Box, Detection, Face, PhotoRecord
-from .storage import VectorFile, WriterLock, check_data_folder, disk_errors, sqlite_errors, write_atomically
+from .storage import (ID_FILE, VectorFile, VectorFiles, WriterLock, check_data_folder, disk_errors,
+                      importing_main_again, prepare_folder, read_id_file, sqlite_errors, write_atomically,
+                      write_id_file)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA_VERSION = 3
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    command TEXT NOT NULL,
-    args TEXT NOT NULL DEFAULT '{}',
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT NOT NULL DEFAULT 'running',
-    summary TEXT
-);
-CREATE TABLE IF NOT EXISTS photos (
-    id INTEGER PRIMARY KEY,
-    sha256 TEXT NOT NULL UNIQUE,
-    path TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    nbytes INTEGER NOT NULL,
-    source_kind TEXT NOT NULL,
-    source_id TEXT NOT NULL,
-    identity TEXT,
-    meta TEXT NOT NULL DEFAULT '{}',
-    added_at TEXT NOT NULL,
-    run_id INTEGER REFERENCES runs(id)
-);
-CREATE INDEX IF NOT EXISTS photos_identity ON photos(identity);
-CREATE TABLE IF NOT EXISTS sources (
-    kind TEXT NOT NULL,
-    source_id TEXT NOT NULL,
-    photo_id INTEGER REFERENCES photos(id) ON DELETE CASCADE,
-    error TEXT,
-    added_at TEXT NOT NULL,
-    size INTEGER,
-    mtime_ns INTEGER,
-    retry INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (kind, source_id)
-);
-CREATE INDEX IF NOT EXISTS sources_photo ON sources(photo_id);
-CREATE TABLE IF NOT EXISTS errors (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER REFERENCES runs(id),
-    stage TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    source_kind TEXT,
-    source_id TEXT,
-    photo_id INTEGER REFERENCES photos(id) ON DELETE CASCADE,
-    message TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS detections (
-    photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
-    detector TEXT NOT NULL,
-    n_faces INTEGER NOT NULL,
-    error TEXT,
-    run_id INTEGER REFERENCES runs(id)
-);
-CREATE TABLE IF NOT EXISTS faces (
-    id INTEGER PRIMARY KEY,
-    photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
-    score REAL NOT NULL,
-    landmarks BLOB NOT NULL,
-    detector TEXT NOT NULL,
-    identity TEXT,
-    UNIQUE (photo_id, idx)
-);
-CREATE INDEX IF NOT EXISTS faces_identity ON faces(identity);
-CREATE TABLE IF NOT EXISTS models (
-    tag TEXT PRIMARY KEY,
-    dim INTEGER NOT NULL,
-    n_rows INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vectors (
-    face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
-    model TEXT NOT NULL REFERENCES models(tag),
-    row INTEGER NOT NULL,
-    run_id INTEGER REFERENCES runs(id),
-    PRIMARY KEY (face_id, model),
-    UNIQUE (model, row)
-);
-CREATE TABLE IF NOT EXISTS crawl_state (
-    source TEXT NOT NULL,
-    key TEXT NOT NULL,
-    state TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (source, key)
-);
-"""
+#: The tables and indexes (catalog_schema.sql, read by this module only), created if missing.
+SCHEMA = (Path(__file__).with_name("catalog_schema.sql")).read_text()
 
 
 
@@ -161,9 +74,8 @@ def _label_subjects(db: sqlite3.Connection, photo_ids: Iterable[int] | None = No
     else:
         ids = [int(i) for i in photo_ids]
         rows = []
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk:chunk + 500]
-            rows += db.execute(sql.format(where=f"WHERE p.id IN ({','.join('?' * len(part))})"), part).fetchall()
+        for part, marks in _chunks(ids):
+            rows += db.execute(sql.format(where=f"WHERE p.id IN ({marks})"), part).fetchall()
     db.executemany("UPDATE faces SET identity=? WHERE id=?",
                    [(label, face_id) for face_id, label in subject_labels(rows).items()])
 
@@ -185,18 +97,16 @@ RETRYABLE = frozenset({"unreadable", "missing"})
 OPTOUT_SOURCE = "instagram-optout"
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_ID_FILE = "catalog.id"
 _LOCK_FILE = "catalog.lock"
 #: the largest integer SQLite stores
 _MAX_ID = 2**63 - 1
 
 
-def _importing_main_again() -> bool:
-    """True while multiprocessing imports the main script again in a worker process (spawn and
-    forkserver workers do, as ``__mp_main__``)."""
-    import multiprocessing
-
-    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+def _chunks(ids: list[int], size: int = 500) -> Iterator[tuple[list[int], str]]:
+    """``ids`` in parts small enough for one statement, each with its ``?,?,…`` placeholders."""
+    for start in range(0, len(ids), size):
+        part = ids[start:start + size]
+        yield part, ",".join("?" * len(part))
 
 
 def now() -> str:
@@ -223,12 +133,12 @@ class Catalog:
         self.db_path = self.root / "catalog.sqlite"
         self.readonly = readonly
         self.run_id: int | None = None
-        self._vector_files: dict[str, VectorFile] = {}
+        self._vector_files = VectorFiles(self.root / "vectors")
         self._lock = threading.RLock()
         self._writer: WriterLock | None = None
         self.db = None
         check_data_folder(self.root, self.db_path, may_create=create and not readonly)
-        if not readonly and _importing_main_again():
+        if not readonly and importing_main_again():
             # It would wait for the lock its own parent holds, and the parent for it: a hang.
             raise WriterInWorker(
                 f"a worker process imported the main script again and it opens {self.root} for writing: "
@@ -288,11 +198,7 @@ class Catalog:
     def _prepare_for_writing(self, tables: set[str]) -> None:
         """Create or upgrade the schema, give the catalogue its id, and repair what a killed writer
         left: temporary files, runs still marked running, vector rows that never committed."""
-        (self.root / "raw").mkdir(exist_ok=True)
-        (self.root / "tmp").mkdir(exist_ok=True)
-        for tmp in (self.root / "tmp").glob("*.tmp"):  # we hold the lock: every writer before us is gone
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        prepare_folder(self.root)
         with self.transaction() as db:
             if "meta" in tables:
                 version = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
@@ -307,28 +213,21 @@ class Catalog:
                     db.execute(statement)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             if db.execute("SELECT value FROM meta WHERE key='catalog_id'").fetchone() is None:
-                ident = (self.root / _ID_FILE).read_text().strip() if (self.root / _ID_FILE).exists() else ""
-                db.execute("INSERT INTO meta VALUES ('catalog_id', ?)", (ident or uuid.uuid4().hex,))
+                db.execute("INSERT INTO meta VALUES ('catalog_id', ?)", (read_id_file(self.root) or uuid.uuid4().hex,))
             db.execute("UPDATE runs SET status='killed', finished_at=? WHERE status='running'", (now(),))
-        if not (self.root / _ID_FILE).exists():
-            with disk_errors(self.root):
-                tmp = self.root / "tmp" / _ID_FILE
-                tmp.write_text(self.catalog_id + "\n")
-                os.replace(tmp, self.root / _ID_FILE)
+        write_id_file(self.root, self.catalog_id)
         with self.transaction() as db:
             for tag, dim, n_rows in db.execute("SELECT tag, dim, n_rows FROM models").fetchall():
                 with contextlib.suppress(CatalogDamaged):  # reported where the vectors are used
                     self._writable_vector_file(tag, dim, n_rows).cut_to_committed()
 
     def _check_identity(self) -> None:
-        id_file = self.root / _ID_FILE
-        if id_file.exists():
-            expected = id_file.read_text().strip()
-            if expected and expected != self.catalog_id:
-                raise CatalogDamaged(
-                    f"{self.db_path} belongs to another catalogue (id {self.catalog_id}, but {id_file} says "
-                    f"{expected}): a database or -wal file was copied in from elsewhere. Restore this catalogue's "
-                    "own catalog.sqlite (and remove a foreign catalog.sqlite-wal), then run `iffse check`.")
+        expected = read_id_file(self.root)
+        if expected and expected != self.catalog_id:
+            raise CatalogDamaged(
+                f"{self.db_path} belongs to another catalogue (id {self.catalog_id}, but {self.root / ID_FILE} says "
+                f"{expected}): a database or -wal file was copied in from elsewhere. Restore this catalogue's "
+                "own catalog.sqlite (and remove a foreign catalog.sqlite-wal), then run `iffse check`.")
 
     @property
     def catalog_id(self) -> str:
@@ -526,9 +425,7 @@ class Catalog:
         paths: list[str] = []
         erased: dict[str, list[int]] = {}
         with self.transaction() as db:
-            for chunk in range(0, len(ids), 500):
-                part = ids[chunk:chunk + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _chunks(ids):
                 paths += [r[0] for r in db.execute(f"SELECT path FROM photos WHERE id IN ({marks})", part)]
                 for model, row in db.execute(
                         f"SELECT model, row FROM vectors WHERE face_id IN (SELECT id FROM faces WHERE photo_id IN "
@@ -604,14 +501,8 @@ class Catalog:
         """The writer's vector file of ``tag`` at the committed row count (read inside the caller's
         transaction when ``n_rows`` is not given)."""
         if dim is None or n_rows is None:
-            row = self.db.execute("SELECT dim, n_rows FROM models WHERE tag=?", (tag,)).fetchone()
-            dim, n_rows = row[0], row[1]
-        vf = self._vector_files.get(tag)
-        if vf is None or not vf.writable:
-            vf = VectorFile(self.root / "vectors" / f"{tag}.npy", dim, n_rows, writable=True)
-            self._vector_files[tag] = vf
-        vf.rows = n_rows
-        return vf
+            dim, n_rows = self.db.execute("SELECT dim, n_rows FROM models WHERE tag=?", (tag,)).fetchone()
+        return self._vector_files.writable(tag, dim, n_rows)
 
     def vector_file(self, tag: str, dim: int | None = None) -> VectorFile:
         """The committed vectors of model ``tag`` (ModelMismatch when the catalogue has none, or
@@ -626,11 +517,7 @@ class Catalog:
         if self.readonly:
             return VectorFile(self.root / "vectors" / f"{tag}.npy", info["dim"], info["n_rows"])
         with self._lock:
-            vf = self._vector_files.get(tag)
-            if vf is None or vf.rows != info["n_rows"]:
-                vf = VectorFile(self.root / "vectors" / f"{tag}.npy", info["dim"], info["n_rows"], writable=True)
-                self._vector_files[tag] = vf
-            return vf
+            return self._vector_files.current(tag, info["dim"], info["n_rows"])
 
     def save_batch(self, detector: str, detected: dict[int, list[Detection] | str],
                    model: str | None, vectors: np.ndarray | None, vector_faces: list[tuple[int, int]]) -> None:
@@ -678,10 +565,9 @@ class Catalog:
                 start = vf.append(vectors)  # fsynced before the rows that point at it commit
                 photo_ids = sorted({int(key[0]) for key in vector_faces})
                 face_id: dict[tuple[int, int], int] = {}
-                for chunk in range(0, len(photo_ids), 500):
-                    part = photo_ids[chunk:chunk + 500]
+                for part, marks in _chunks(photo_ids):
                     face_id.update({(r[0], r[1]): r[2] for r in db.execute(
-                        f"SELECT photo_id, idx, id FROM faces WHERE photo_id IN ({','.join('?' * len(part))})", part)})
+                        f"SELECT photo_id, idx, id FROM faces WHERE photo_id IN ({marks})", part)})
                 db.executemany("INSERT INTO vectors (face_id, model, row, run_id) VALUES (?, ?, ?, ?)",
                                [(face_id[(int(key[0]), int(key[1]))], model, start + i, self.run_id)
                                 for i, key in enumerate(vector_faces)])
@@ -711,11 +597,10 @@ class Catalog:
         """For detected photos: ``{photo_id: [(landmarks, face index, box, detector tag), …]}`` of
         the faces without a ``model`` vector (one query for all of them)."""
         out: dict[int, list[tuple[np.ndarray, int, Box, str]]] = {pid: [] for pid in photo_ids}
-        for chunk in range(0, len(photo_ids), 500):
-            part = photo_ids[chunk:chunk + 500]
+        for part, marks in _chunks(photo_ids):
             for r in self.query(
                     f"SELECT f.photo_id, f.idx, f.landmarks, f.left, f.top, f.right, f.bottom, f.detector "
-                    f"FROM faces f WHERE f.photo_id IN ({','.join('?' * len(part))}) AND NOT EXISTS "
+                    f"FROM faces f WHERE f.photo_id IN ({marks}) AND NOT EXISTS "
                     "(SELECT 1 FROM vectors v WHERE v.face_id = f.id AND v.model = ?) ORDER BY f.photo_id, f.idx",
                     [*part, model]):
                 out[r[0]].append((np.frombuffer(r[2], "<f4").reshape(68, 2).copy(), r[1],
@@ -729,11 +614,10 @@ class Catalog:
         out: dict[int, sqlite3.Row] = {}
         # a schema-2 catalogue read without upgrading has labels on photos only
         label = "f.identity" if int(self.get_meta("schema_version", "0")) >= 3 else "p.identity AS identity"
-        for chunk in range(0, len(wanted), 500):
-            part = wanted[chunk:chunk + 500]
+        for part, marks in _chunks(wanted):
             for r in self.query(f"SELECT f.id, f.photo_id, f.left, f.top, f.right, f.bottom, {label}, p.path "
                                 f"FROM faces f JOIN photos p ON p.id=f.photo_id WHERE f.id IN "
-                                f"({','.join('?' * len(part))})", part):
+                                f"({marks})", part):
                 out[r[0]] = r
         return out
 
@@ -768,10 +652,9 @@ class Catalog:
             else:
                 wanted = [int(f) for f in face_ids if 0 <= int(f) <= _MAX_ID]
                 rows = []
-                for chunk in range(0, len(wanted), 500):
-                    part = wanted[chunk:chunk + 500]
+                for part, marks in _chunks(wanted):
                     rows += self.query(f"SELECT face_id, row FROM vectors WHERE model=? AND face_id IN "
-                                       f"({','.join('?' * len(part))})", [model, *part])
+                                       f"({marks})", [model, *part])
                 rows.sort(key=lambda r: r[0])
                 ids = np.array([r[0] for r in rows], dtype=np.int64)
                 rownums = np.array([r[1] for r in rows], dtype=np.int64)
@@ -783,9 +666,7 @@ class Catalog:
         wanted = [int(f) for f in face_ids]
         gone: list[int] = []
         with self.transaction() as db:
-            for chunk in range(0, len(wanted), 500):
-                part = wanted[chunk:chunk + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _chunks(wanted):
                 gone += [r[0] for r in db.execute(f"SELECT row FROM vectors WHERE model=? AND face_id IN ({marks})",
                                                   [model, *part])]
                 db.execute(f"DELETE FROM vectors WHERE model=? AND face_id IN ({marks})", [model, *part])
@@ -801,7 +682,7 @@ class Catalog:
             gone = db.execute("DELETE FROM vectors WHERE model=? AND row >= ?", (model, rows)).rowcount
             db.execute("UPDATE models SET n_rows=? WHERE tag=?", (rows, model))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('index_stale', '1')")
-            self._vector_files.pop(model, None)
+            self._vector_files.forget(model)
             self._writable_vector_file(model).cut_to_committed()
         return gone
 

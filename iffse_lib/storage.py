@@ -1,4 +1,5 @@
-"""The files a catalogue owns beside its database: the writer lock and the vector files.
+"""The files a catalogue owns beside its database: the writer lock, the id file, the photo and
+temporary folders, and the vector files.
 
 :class:`WriterLock` is an OS lock (``flock``) on ``catalog.lock``: the one writer holds it for as
 long as its :class:`~iffse_lib.catalog.Catalog` is open, and writes its pid and command into the
@@ -79,6 +80,43 @@ def check_data_folder(root: Path, db_path: Path, may_create: bool) -> None:
     if not may_create:
         raise CatalogError(
             f"no catalogue in {root}. Collect photos first, e.g. `iffse collect lfw --data {root}`.")
+
+
+ID_FILE = "catalog.id"
+
+
+def importing_main_again() -> bool:
+    """True while multiprocessing imports the main script again in a worker process (spawn and
+    forkserver workers do, as ``__mp_main__``): such a process must not become a writer."""
+    import multiprocessing
+
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
+def prepare_folder(root: Path) -> None:
+    """Make ``raw/`` and ``tmp/`` and remove the temporary files a killed writer left in ``tmp/``
+    (call it holding the writer's lock: every writer before is gone)."""
+    (root / "raw").mkdir(exist_ok=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    for tmp in (root / "tmp").glob("*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def read_id_file(root: Path) -> str:
+    """The catalogue id written in ``catalog.id`` ("" when there is none)."""
+    path = root / ID_FILE
+    return path.read_text().strip() if path.exists() else ""
+
+
+def write_id_file(root: Path, ident: str) -> None:
+    """Write ``catalog.id`` (through ``tmp/`` and a rename) unless it exists."""
+    if (root / ID_FILE).exists():
+        return
+    with disk_errors(root):
+        tmp = root / "tmp" / ID_FILE
+        tmp.write_text(ident + "\n")
+        os.replace(tmp, root / ID_FILE)
 
 
 def write_atomically(target: Path, data: bytes, tmp_dir: Path) -> bool:
@@ -302,3 +340,32 @@ class VectorFile:
         if self.rows == 0:
             return np.zeros((0, self.dim), np.float32)
         return np.memmap(self.path, dtype="<f4", mode="r", offset=NPY_HEADER_LEN, shape=(self.rows, self.dim))
+
+
+class VectorFiles:
+    """A writer's open vector files, one per model tag, under ``folder`` (``vectors/``)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._open: dict[str, VectorFile] = {}
+
+    def writable(self, tag: str, dim: int, n_rows: int) -> VectorFile:
+        """The writable file of ``tag`` at ``n_rows`` committed rows."""
+        vf = self._open.get(tag)
+        if vf is None or not vf.writable:
+            vf = VectorFile(self.folder / f"{tag}.npy", dim, n_rows, writable=True)
+            self._open[tag] = vf
+        vf.rows = n_rows
+        return vf
+
+    def current(self, tag: str, dim: int, n_rows: int) -> VectorFile:
+        """The open file of ``tag`` if it is at ``n_rows`` rows, else the file opened again."""
+        vf = self._open.get(tag)
+        if vf is None or vf.rows != n_rows:
+            vf = VectorFile(self.folder / f"{tag}.npy", dim, n_rows, writable=True)
+            self._open[tag] = vf
+        return vf
+
+    def forget(self, tag: str) -> None:
+        """Forget the open file of ``tag`` (its length changed on disk)."""
+        self._open.pop(tag, None)
