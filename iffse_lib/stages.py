@@ -283,9 +283,26 @@ def merge_results(results: list[BatchResult]) -> BatchResult:
 
 
 def unit_size(batch_size: int, slots: int) -> int:
-    """Photos per work unit: small enough that every worker stays busy to the end (the last
-    units take about as long as one photo), large enough that a unit is worth sending."""
+    """Photos per work unit: small enough that every worker stays busy to the end, large enough
+    that a unit is worth sending."""
     return max(1, min(8, batch_size // (8 * slots)))
+
+
+def work_units(batches: list[list[Item]], size: int, slots: int) -> list[list[list[Item]]]:
+    """Each batch cut into units of ``size`` photos, but for the run's last ``size * slots``
+    photos: one photo per unit, so that the workers finish within about one photo of each other."""
+    tail = size * slots if size > 1 else 0
+    left = sum(map(len, batches))
+    units = []
+    for items in batches:
+        parts, i = [], 0
+        while i < len(items):
+            step = 1 if left - i <= tail else min(size, len(items) - i, left - i - tail)
+            parts.append(items[i:i + step])
+            i += step
+        left -= len(items)
+        units.append(parts)
+    return units
 
 
 def run_batches(batches: list[list[Item]], runner, detector: faces.FaceDetector, embedder: Embedder,
@@ -307,7 +324,7 @@ def run_batches(batches: list[list[Item]], runner, detector: faces.FaceDetector,
     size = unit_size(max(map(len, batches), default=1), runner.slots)
     work = functools.partial(run_batch, detector=detector, embedder=None if gpu else embedder,
                              align="dlib" if gpu else None)
-    units = [[items[i:i + size] for i in range(0, len(items), size)] for items in batches]
+    units = work_units(batches, size, runner.slots)
     results = runner.map(work, (unit for parts in units for unit in parts))
     for items, parts in zip(batches, units):
         result = merge_results([next(results) for _ in parts])
