@@ -137,8 +137,7 @@ def main() -> None:
             shutil.copytree(template, data)
             with Catalog(data) as cat:
                 if args.warmup:
-                    items = [(pid, str(cat.root / path), None) for pid, path in
-                             cat.query("SELECT id, path FROM photos ORDER BY id LIMIT ?", (args.warmup,))]
+                    items = [(pid, str(path), None) for pid, _, path in cat.photo_files()[:args.warmup]]
                     for start in range(0, len(items), args.batch):
                         stages.run_batch(items[start:start + args.batch], detector, embedder)
                 load_before = os.getloadavg()[0]
