@@ -134,9 +134,9 @@ def compare(a: FaceSide, b: FaceSide, embedder=None, threshold: float = config.D
     (:func:`iffse_lib.reduce.pair_distances`) to place this one among."""
     import time
 
-    from .embedders import get_embedder
+    from .embedders import query_embedder
 
-    embedder = embedder or get_embedder()
+    embedder = embedder or query_embedder()
     sides = [a] if a is b else [a, b]
     fresh = [s for s in sides if len(s.vector) == 0]
     grey = [s for s in sides if occlusion_patch and (s.occluded is None or s.occluded_patch != occlusion_patch)]
@@ -168,9 +168,9 @@ def compare_faces(catalog, face_a: int, face_b: int, stored: bool = False, label
                   **kwargs) -> Comparison:
     """:func:`compare` two catalogued faces by id; ``stored``: use their stored vectors of the
     embedder's model (only the occluded copies are embedded); ``labels``: face id -> name."""
-    from .embedders import get_embedder
+    from .embedders import query_embedder
 
-    kwargs["embedder"] = kwargs.get("embedder") or get_embedder()
+    kwargs["embedder"] = kwargs.get("embedder") or query_embedder()
     model = kwargs["embedder"].model_tag if stored else None
     labels = labels or {}
     return compare(side(catalog, face_a, labels.get(face_a), model), side(catalog, face_b, labels.get(face_b), model),

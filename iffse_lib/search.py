@@ -17,7 +17,7 @@ import numpy as np
 from . import config, faces, images
 from .catalog import Catalog
 from .embed import Embedder
-from .embedders import get_embedder
+from .embedders import query_embedder
 from .errors import NoFaceFound
 from .index import FaceIndex
 from .records import MATCH_COLUMNS, Detection, Match
@@ -37,7 +37,8 @@ class Searcher:
     def __init__(self, catalog: Catalog, embedder: Embedder | None = None, index: FaceIndex | None = None,
                  detector: faces.FaceDetector | None = None, client=None,
                  max_side: int | None = config.QUERY_MAX_SIDE):
-        """``detector`` finds the faces of query photos; by default the one that found most of
+        """``embedder``: by default :func:`~iffse_lib.embedders.query_embedder` (one thread: a
+        query embeds a few chips). ``detector`` finds the faces of query photos; by default the one that found most of
         the catalogue's faces (:func:`~iffse_lib.faces.default_detector` when the catalogue has
         no faces), so that queries and catalogue are aligned alike. It runs on a copy of the
         photo at most ``max_side`` pixels long (None: the photo itself; see
@@ -49,7 +50,7 @@ class Searcher:
         from .catalog_index import load_index, load_shards
 
         self.catalog = catalog
-        self.embedder = embedder or get_embedder()
+        self.embedder = embedder or query_embedder()
         if index is None:
             index = (load_shards(client, catalog, self.embedder.model_tag) if client is not None
                      else load_index(catalog, self.embedder.model_tag))

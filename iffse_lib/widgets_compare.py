@@ -39,10 +39,10 @@ class FaceCompare(_View):
         import ipywidgets as w
 
         from . import reduce
-        from .embedders import get_embedder
+        from .embedders import query_embedder
 
         self.catalog = catalog
-        self.embedder = embedder or get_embedder()
+        self.embedder = embedder or query_embedder()
         self.occlusion_patch = occlusion_patch
         faces = catalog.faces(self.embedder.model_tag)
         faces = faces.assign(_unlabelled=faces["identity"].isna()).sort_values(
