@@ -44,8 +44,8 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 DEFAULT_UPSAMPLE = 1
 #: Query photos (an upload to search or compare) are detected on a copy at most this many pixels
 #: on its longest side, boxes mapped back (landmarks and chips come from the full photo), so a
-#: larger photo costs no more to detect: a 1,024 x 731 photo takes 0.10 s instead of 0.26 s. In
-#: the 81 photos of shared/data/faces longer than 640 px it finds 118 of the 119 faces found in
+#: larger photo costs little more to detect: a 1,024 x 731 photo takes 0.11 s instead of 0.27 s. In
+#: the 81 photos of shared/data/faces longer than 640 px it finds 109 of the 110 faces found in
 #: the full photos (not one of 44 px); None detects on the full photo.
 QUERY_MAX_SIDE = 640
 #: dlib's face chip for the embedder.
