@@ -110,6 +110,7 @@ def test_queries_embed_on_one_thread_to_the_same_vectors():
     assert query.model_tag == default.model_tag
     assert getattr(query, "num_threads", 1) == 1
     image = images.load_image(FACES / "multi" / "facerec_kit_with_rose.jpg")
-    chips = faces.face_chips(image, [d.landmarks for d in faces.detect_faces(image)])
+    boxes = faces.default_detector().detect_batch([image])[0]
+    chips = faces.face_chips(image, [faces.landmarks_for_box(image, box) for box, _ in boxes])
     assert len(chips) == 2
     assert np.abs(query.embed(chips) - default.embed(chips)).max() < 1e-4
