@@ -7,12 +7,14 @@ On the demo catalogue (`make demo`: the LFW subset, 2,515 photos, 2,668 faces). 
 rows (notebook 04) also time hover and lasso on 10,000 points. Each interaction
 is timed ``--repeat`` times on different faces after one warm-up (models and index loaded, as
 in a notebook that has run); prints the median and the worst, and whether the median is within
-the target. Building each widget is timed too (once: it is not an interaction).
+the target. Building each widget is timed too (once: it is not an interaction). The load average
+before and after is printed too: on cores that other work shares, the times grow with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -39,6 +41,7 @@ def main() -> None:
     from iffse_lib import widgets
     from iffse_lib.widgets_compare import FaceCompare
 
+    load_before = os.getloadavg()
     cat = Catalog(args.data, readonly=True)
     rows: list[tuple[str, list[float]]] = []
     built: list[tuple[str, float]] = []
@@ -87,6 +90,7 @@ def main() -> None:
     umap_rows(cat, search, rows, built, args.repeat)
 
     print(f"catalogue {cat.root}: {cat.counts()['photos']:,} photos, {cat.counts()['faces']:,} faces")
+    print(f"{os.cpu_count()} cores; load average (1, 5, 15 min) before {_load(load_before)}, after {_load(os.getloadavg())}")
     for name, s in built:
         print(f"  build {name:<36} {s:7.2f} s")
     print(f"{'interaction':<44} {'median':>8} {'worst':>8}  target {TARGET_S:.1f} s")
@@ -153,6 +157,10 @@ def umap_rows(cat, search, rows, built, repeat: int) -> None:
     rows.append((f"umap {big:,}: lasso, ipympl (redraw follows)",
                  [timed(lambda i=i: ex.select_polygon(_region(spread, i))) for i in range(repeat)]))
     rows.append((f"umap {big:,}: the redraw that follows (Agg)", [timed(ex.canvas.draw) for _ in range(repeat)]))
+
+
+def _load(avg) -> str:
+    return ", ".join(f"{x:.1f}" for x in avg)
 
 
 def _region(embedding, i: int):

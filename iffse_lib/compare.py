@@ -6,11 +6,15 @@ of the chip with that patch greyed out is embedded (both faces' copies in one ba
 distance to the *other* face's vector is compared with the distance of the two whole chips. A
 patch whose greying raises the distance held the likeness (red on the map); one that lowers it
 held a difference (blue). The map says which regions of each face the embedder's verdict rests on.
+
+A :class:`FaceSide` keeps what :func:`compare` computed for it (its vector, and its greyed
+copies' vectors), so that a side compared again, with another face or at another threshold, is
+not embedded again: the compare widget keeps its recent sides.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,6 +36,9 @@ class FaceSide:
     chip: np.ndarray         # (150, 150, 3) aligned chip, the embedder's input
     vector: np.ndarray
     occlusion: np.ndarray | None = None  # (rows, cols) distance change per greyed patch
+    #: the vectors of the chip's greyed copies (:func:`occlusion_chips`), and their patch side
+    occluded: np.ndarray | None = field(default=None, repr=False)
+    occluded_patch: int = 0
 
 
 @dataclass
@@ -91,21 +98,25 @@ def side(catalog, face_id: int, label: str | None = None, model: str | None = No
     return FaceSide(int(face_id), label, photo, face.box, face.landmarks, chip, vector)
 
 
-def photo_side(photo, label: str = "uploaded photo", detector=None) -> FaceSide:
+def photo_side(photo, label: str = "uploaded photo", detector=None,
+               max_side: int | None = config.QUERY_MAX_SIDE) -> FaceSide:
     """The largest face of a photo that is not in the catalogue (a path, encoded bytes or an RGB
     array), aligned as the pipeline aligns it, without a vector yet (:func:`compare` embeds it).
     ``detector``: a :class:`~iffse_lib.faces.FaceDetector` (default: HOG at upsample 1; pass the
-    catalogue's, :func:`iffse_lib.search.catalog_detector`, to cut chips as its faces were cut).
-    NoFaceFound when it finds none; BadImage for a file that is not a photo."""
+    catalogue's, :func:`iffse_lib.search.catalog_detector`, to cut chips as its faces were cut),
+    run on a copy at most ``max_side`` pixels long as searches do
+    (:func:`~iffse_lib.faces.detect_scaled`). NoFaceFound when it finds none; BadImage for a file
+    that is not a photo."""
     from . import faces
     from .errors import NoFaceFound
     from .images import load_image
 
     image = photo if isinstance(photo, np.ndarray) else load_image(photo)
     detector = detector or faces.default_detector()
-    found = detector.detect_batch([image])[0]
+    found, scale = faces.detect_scaled(detector, image, max_side)
     if not found:
-        raise NoFaceFound(f"no face found in {label} ({detector.tag} finds {detector.finds()})")
+        finds = faces.finds_in(detector, scale)
+        raise NoFaceFound(f"no face found in {label} ({detector.tag} finds {finds})", finds)
     box, _ = max(found, key=lambda bs: bs[0].width * bs[0].height)
     landmarks = faces.landmarks_for_box(image, box)
     chip = faces.face_chips(image, [faces.chip_points(image, box, landmarks, detector.tag)])[0]
@@ -116,32 +127,35 @@ def compare(a: FaceSide, b: FaceSide, embedder=None, threshold: float = config.D
             occlusion_patch: int | None = 25, same: np.ndarray | None = None,
             different: np.ndarray | None = None) -> Comparison:
     """Compare two faces. A side without a vector (see :func:`side`) has its chip embedded; with
-    ``occlusion_patch``, every greyed copy of both chips is embedded too, all in ONE batch.
+    ``occlusion_patch``, every greyed copy of a chip is embedded too, all in ONE batch, unless
+    the side holds its copies' vectors from an earlier comparison. Both sides keep what was
+    embedded for them; the Comparison holds copies of them with this pair's occlusion maps.
     ``same`` / ``different``: distances of same-person and different-person pairs
     (:func:`iffse_lib.reduce.pair_distances`) to place this one among."""
     import time
 
-    from .embedders import get_embedder
+    from .embedders import query_embedder
 
-    embedder = embedder or get_embedder()
-    fresh = [s for s in (a, b) if len(s.vector) == 0]
-    chips = [s.chip[None] for s in fresh]
-    grid = (0, 0)
-    if occlusion_patch:
-        occ_a, grid = occlusion_chips(a.chip, occlusion_patch)
-        occ_b, _ = occlusion_chips(b.chip, occlusion_patch)
-        chips += [occ_a, occ_b]
+    embedder = embedder or query_embedder()
+    sides = [a] if a is b else [a, b]
+    fresh = [s for s in sides if len(s.vector) == 0]
+    grey = [s for s in sides if occlusion_patch and (s.occluded is None or s.occluded_patch != occlusion_patch)]
+    chips = [s.chip[None] for s in fresh] + [occlusion_chips(s.chip, occlusion_patch)[0] for s in grey]
     t = time.perf_counter()
     vectors = embedder.embed(np.concatenate(chips)) if chips else np.zeros((0, 0), np.float32)
     embed_s = time.perf_counter() - t
     for i, s in enumerate(fresh):
         s.vector = vectors[i]
+    start = len(fresh)
+    for s, copies in zip(grey, chips[len(fresh):]):
+        s.occluded, s.occluded_patch = vectors[start:start + len(copies)], int(occlusion_patch)
+        start += len(copies)
     distance = float(np.linalg.norm(a.vector - b.vector))
+    a, b = replace(a, occlusion=None), replace(b, occlusion=None)  # this pair's copies, for its own maps
     if occlusion_patch:
-        n, k = grid[0] * grid[1], len(fresh)
-        va, vb = vectors[k:k + n], vectors[k + n:k + 2 * n]
-        a.occlusion = (np.linalg.norm(va - b.vector, axis=1) - distance).reshape(grid)
-        b.occlusion = (np.linalg.norm(vb - a.vector, axis=1) - distance).reshape(grid)
+        grid = tuple(-(-n // occlusion_patch) for n in a.chip.shape[:2])
+        a.occlusion = (np.linalg.norm(a.occluded - b.vector, axis=1) - distance).reshape(grid)
+        b.occlusion = (np.linalg.norm(b.occluded - a.vector, axis=1) - distance).reshape(grid)
     out = Comparison(a, b, distance, float(threshold), occlusion_patch or 0,
                      timings={"embed_s": embed_s, "chips": int(sum(len(c) for c in chips))})
     if same is not None and different is not None and len(same) and len(different):
@@ -154,9 +168,9 @@ def compare_faces(catalog, face_a: int, face_b: int, stored: bool = False, label
                   **kwargs) -> Comparison:
     """:func:`compare` two catalogued faces by id; ``stored``: use their stored vectors of the
     embedder's model (only the occluded copies are embedded); ``labels``: face id -> name."""
-    from .embedders import get_embedder
+    from .embedders import query_embedder
 
-    kwargs["embedder"] = kwargs.get("embedder") or get_embedder()
+    kwargs["embedder"] = kwargs.get("embedder") or query_embedder()
     model = kwargs["embedder"].model_tag if stored else None
     labels = labels or {}
     return compare(side(catalog, face_a, labels.get(face_a), model), side(catalog, face_b, labels.get(face_b), model),

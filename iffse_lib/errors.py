@@ -36,7 +36,12 @@ class BadImage(IffseError):
 
 
 class NoFaceFound(IffseError):
-    """A query photo holds no face the detector can find."""
+    """A query photo holds no face the detector can find. ``finds``: which faces it finds in that
+    photo (:func:`iffse_lib.faces.finds_in`), for a message that says what to try."""
+
+    def __init__(self, message: str, finds: str | None = None):
+        super().__init__(message)
+        self.finds = finds
 
 
 class CatalogError(IffseError):

@@ -17,7 +17,7 @@ import numpy as np
 from . import config, faces, images
 from .catalog import Catalog
 from .embed import Embedder
-from .embedders import get_embedder
+from .embedders import query_embedder
 from .errors import NoFaceFound
 from .index import FaceIndex
 from .records import MATCH_COLUMNS, Detection, Match
@@ -35,10 +35,14 @@ class Searcher:
     """Holds a catalogue, its index and an embedder for repeated queries (widgets, notebooks)."""
 
     def __init__(self, catalog: Catalog, embedder: Embedder | None = None, index: FaceIndex | None = None,
-                 detector: faces.FaceDetector | None = None, client=None):
-        """``detector`` finds the faces of query photos; by default the one that found most of
+                 detector: faces.FaceDetector | None = None, client=None,
+                 max_side: int | None = config.QUERY_MAX_SIDE):
+        """``embedder``: by default :func:`~iffse_lib.embedders.query_embedder` (one thread: a
+        query embeds a few chips). ``detector`` finds the faces of query photos; by default the one that found most of
         the catalogue's faces (:func:`~iffse_lib.faces.default_detector` when the catalogue has
-        no faces), so that queries and catalogue are aligned alike.
+        no faces), so that queries and catalogue are aligned alike. It runs on a copy of the
+        photo at most ``max_side`` pixels long (None: the photo itself; see
+        :func:`~iffse_lib.faces.detect_scaled`); landmarks and chips come from the photo.
 
         ``client`` (a ``dask.distributed.Client``): search the index shards that ``iffse index
         --shards N`` built, each kept loaded on a worker (:class:`iffse_lib.shards.ShardedIndex`);
@@ -46,7 +50,7 @@ class Searcher:
         from .catalog_index import load_index, load_shards
 
         self.catalog = catalog
-        self.embedder = embedder or get_embedder()
+        self.embedder = embedder or query_embedder()
         if index is None:
             index = (load_shards(client, catalog, self.embedder.model_tag) if client is not None
                      else load_index(catalog, self.embedder.model_tag))
@@ -59,6 +63,7 @@ class Searcher:
         if detector is None:
             detector = catalog_detector(catalog) or faces.default_detector()
         self.detector = detector
+        self.max_side = max_side
 
     def _bounded_k(self, k: int) -> int:
         """``k`` capped at the faces the index holds (a huge k costs memory, never more matches)."""
@@ -85,10 +90,11 @@ class Searcher:
                      exclude_face_ids: set[int] | None = None) -> list[pd.DataFrame]:
         """One DataFrame of matches per face in ``image`` (largest face first)."""
         faces.shape_predictor()  # a missing model file fails here, whether or not a face is found
-        found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b))
-                 for b, s in self.detector.detect_batch([image])[0]]
+        boxes, scale = faces.detect_scaled(self.detector, image, self.max_side)
+        found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b)) for b, s in boxes]
         if not found:
-            raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds {self.detector.finds()})")
+            finds = faces.finds_in(self.detector, scale)
+            raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds {finds})", finds)
         chips = faces.face_chips(image, [faces.chip_points(image, d.box, d.landmarks, self.detector.tag)
                                          for d in found])
         vectors = self.embedder.embed(chips)

@@ -250,9 +250,9 @@ class LookalikeSearch(_View):
         except BadImage as exc:
             self._say(f"{name} is not a photo iffse can read ({exc.kind}): {exc}", _ERROR)
             return
-        except NoFaceFound:
+        except NoFaceFound as exc:
             self._say(f"No face found in {name}. The catalogue's detector ({self.searcher.detector.tag}) finds "
-                      f"{self.searcher.detector.finds()}; try a closer or more frontal photo.", _WARN)
+                      f"{exc.finds or self.searcher.detector.finds()}; try a closer or more frontal photo.", _WARN)
             return
         except Exception as exc:  # never a traceback in the widget
             log.exception("search failed")

@@ -6,10 +6,17 @@ among same/different-person distances), with the occlusion map ("why they match"
 For scripts and tests: :meth:`FaceCompare.compare` (a face id or a photo's bytes for each side),
 ``comparison`` (the last
 :class:`~iffse_lib.compare.Comparison`), ``message_text`` and ``seconds`` (the last response time).
+
+Nothing is computed twice: the widget keeps its recent faces (:class:`~iffse_lib.compare.FaceSide`:
+photo, chip, stored vector, the greyed copies' vectors once the occlusion map has been on) and
+one :class:`~iffse_lib.plots_compare.ComparisonFigure` with the occlusion map and one without, so
+that picking another face B embeds B's copies only, and moving the threshold embeds nothing.
 """
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import logging
 import time
 
@@ -24,15 +31,18 @@ class FaceCompare(_View):
     photo from outside the catalogue, a threshold slider and an "occlusion map" checkbox; the
     comparison is drawn as a PNG below."""
 
+    #: faces kept with what was computed for them (a catalogued face, or an uploaded photo's)
+    KEEP_SIDES = 32
+
     def __init__(self, catalog, embedder=None, threshold: float = config.DEFAULT_THRESHOLD,
                  occlusion_patch: int = 30, seed: int = 0):
         import ipywidgets as w
 
         from . import reduce
-        from .embedders import get_embedder
+        from .embedders import query_embedder
 
         self.catalog = catalog
-        self.embedder = embedder or get_embedder()
+        self.embedder = embedder or query_embedder()
         self.occlusion_patch = occlusion_patch
         faces = catalog.faces(self.embedder.model_tag)
         faces = faces.assign(_unlabelled=faces["identity"].isna()).sort_values(
@@ -45,6 +55,8 @@ class FaceCompare(_View):
         self.same, self.different = reduce.pair_distances(vectors, labels, seed=seed)
         self.comparison = None
         self.seconds: float | None = None
+        self._sides: collections.OrderedDict = collections.OrderedDict()
+        self._figures: dict = {}  # occlusion map on / off -> ComparisonFigure
         picker = dict(options=list(self.face_labels), ensure_option=True, layout=w.Layout(width="420px"),
                       placeholder="type a name")
         self.pick_a = w.Combobox(description="face A", **picker)
@@ -80,16 +92,20 @@ class FaceCompare(_View):
     def compare(self, face_a: int | bytes, face_b: int | bytes) -> None:
         """Draw the comparison of two faces (what picking or uploading them does): each a
         catalogued face's id, or a photo's bytes (its largest face)."""
-        from . import compare, plots, plots_compare
+        from . import compare, plots_compare
 
         t = time.perf_counter()
+        occlusion = self.occlusion.value
         try:
             cmp = compare.compare(self._side(face_a, "A"), self._side(face_b, "B"), embedder=self.embedder,
                                   threshold=self.threshold.value,
-                                  occlusion_patch=self.occlusion_patch if self.occlusion.value else None,
+                                  occlusion_patch=self.occlusion_patch if occlusion else None,
                                   same=self.same, different=self.different)
-            fig = plots_compare.comparison(cmp, self.same, self.different)
-            self.image.value = plots.to_png(fig, dpi=80)
+            if occlusion not in self._figures:
+                self._figures[occlusion] = plots_compare.ComparisonFigure(self.same, self.different, occlusion)
+            figure = self._figures[occlusion]
+            figure.show(cmp)
+            self.image.value = figure.png(dpi=80)
         except Exception as exc:  # never a traceback in the widget
             log.exception("comparison failed")
             self.message.value = _message_html(f"Cannot compare these faces: {type(exc).__name__}: {exc}", _ERROR)
@@ -100,16 +116,27 @@ class FaceCompare(_View):
         self.message.value = _message_html(cmp.summary() + ".", _INFO)
 
     def _side(self, face: int | bytes, which: str):
+        """The face of one side, kept (with its vectors) for the next comparisons."""
         from . import compare
 
-        if isinstance(face, (bytes, bytearray, memoryview)):
+        upload = isinstance(face, (bytes, bytearray, memoryview))
+        key = ("upload", which, hashlib.sha256(bytes(face)).hexdigest()) if upload else int(face)
+        if key in self._sides:
+            self._sides.move_to_end(key)
+            return self._sides[key]
+        if upload:
             if self._detector is None:  # cut as the catalogue's faces were cut
                 from .faces import default_detector
                 from .search import catalog_detector
 
                 self._detector = catalog_detector(self.catalog) or default_detector()
-            return compare.photo_side(bytes(face), f"uploaded photo {which}", self._detector)
-        return compare.side(self.catalog, int(face), self._names.get(int(face)), self.embedder.model_tag)
+            side = compare.photo_side(bytes(face), f"uploaded photo {which}", self._detector)
+        else:
+            side = compare.side(self.catalog, int(face), self._names.get(int(face)), self.embedder.model_tag)
+        self._sides[key] = side
+        while len(self._sides) > self.KEEP_SIDES:
+            self._sides.popitem(last=False)
+        return side
 
     def _choice(self, which: str) -> int | bytes | None:
         if self._uploaded[which] is not None:

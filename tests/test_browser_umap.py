@@ -23,22 +23,6 @@ pytestmark = pytest.mark.browser
 #: the first colour of plots' palette: the most photographed person on the map
 FIRST = (0x00, 0x72, 0xB2)
 
-#: JavaScript: canvas pixels of one colour (within 2 per channel), each surrounded by the same
-#: colour (the inside of a dot, not its anti-aliased rim), as [x, y] in CSS pixels of the page.
-FIND_COLOUR = """([canvas, rgb]) => {
-  const ctx = canvas.getContext('2d');
-  const {width, height} = canvas;
-  const data = ctx.getImageData(0, 0, width, height).data;
-  const box = canvas.getBoundingClientRect();
-  const same = (x, y) => { const i = 4 * (y * width + x);
-    return Math.abs(data[i] - rgb[0]) <= 2 && Math.abs(data[i + 1] - rgb[1]) <= 2 && Math.abs(data[i + 2] - rgb[2]) <= 2; };
-  const found = [];
-  for (let y = 2; y < height - 2; y++) for (let x = 2; x < width - 2; x++)
-    if (same(x, y) && same(x - 2, y) && same(x + 2, y) && same(x, y - 2) && same(x, y + 2))
-      found.push([box.x + x * box.width / width, box.y + y * box.height / height]);
-  return found;
-}"""
-
 
 @pytest.fixture
 def lab(people_catalog, tmp_path):
@@ -55,10 +39,7 @@ def test_hover_and_click_on_the_umap_map_in_jupyterlab(lab, people_catalog):
         lab_browser.run_all_cells(page, canvas, timeout=420)
         assert lab_browser.cell_errors(page) == []
         canvas.scroll_into_view_if_needed()
-        # The figure arrives after the cell ran: wait until its dots are in the canvas.
-        page.wait_for_function(f"c => ({FIND_COLOUR})([c, {list(FIRST)}]).length > 0",
-                               arg=canvas.element_handle(), timeout=60_000)
-        spots = canvas.evaluate(f"c => ({FIND_COLOUR})([c, {list(FIRST)}])")
+        spots = lab_browser.colour_spots(canvas, FIRST)  # once the figure has arrived
         x, y = min(spots)  # the map's dots lie left of the legend, whose markers share the colour
         panel = page.locator(".iffse-umap-hover")
         page.mouse.move(x - 20, y - 20)

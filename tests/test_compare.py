@@ -120,13 +120,17 @@ def test_two_uploaded_photos_are_compared_by_their_largest_faces(view, people_ca
     both = view.comparison
     assert (both.a.label, both.b.label) == ("uploaded photo A", "uploaded photo B")
     assert both.same and "the same person" in view.message_text
-    # The uploaded faces are cut and embedded as the pipeline does: the same vector as the catalogue's
-    # face of that photo.
+    # The uploaded faces are cut and embedded as the pipeline does: detected on the full photo, the
+    # same vector as the catalogue's face of that photo; on a copy at most config.QUERY_MAX_SIDE px
+    # long (what the widget does, for speed), the box, so the vector, moves a little.
     ids, vectors = people_catalog.vectors(view.embedder.model_tag)
     stored = dict(zip(ids.tolist(), vectors))
     faces = people_catalog.faces()
     catalogued = faces[faces["path"].map(lambda p: Path(p).read_bytes() == obama[0].read_bytes())]
-    assert min(np.linalg.norm(stored[int(f)] - both.a.vector) for f in catalogued["face_id"]) < 1e-3
+    full = compare.photo_side(obama[0].read_bytes(), max_side=None)
+    full.vector = view.embedder.embed(full.chip[None])[0]
+    assert min(np.linalg.norm(stored[int(f)] - full.vector) for f in catalogued["face_id"]) < 1e-3
+    assert min(np.linalg.norm(stored[int(f)] - both.a.vector) for f in catalogued["face_id"]) < 0.1
     # An uploaded photo against a picked face, and a picked face replacing an upload.
     view.upload_b.value = _upload(biden[0].name, biden[0].read_bytes())
     assert not view.comparison.same and "different people" in view.message_text
@@ -136,3 +140,61 @@ def test_two_uploaded_photos_are_compared_by_their_largest_faces(view, people_ca
     # A photo without a face is a message, not a traceback.
     view.upload_a.value = _upload("dog.jpg", (FACES / "noface" / "dlib_dog.jpg").read_bytes())
     assert "no face found in uploaded photo A" in view.message_text
+
+
+def test_sides_keep_their_vectors_so_nothing_is_embedded_twice(people_catalog):
+    """A side compared again (another face B, another threshold) reuses its vector and its greyed
+    copies' vectors; each comparison keeps its own occlusion maps."""
+    obama, biden = _faces_of(people_catalog, "obama"), _faces_of(people_catalog, "biden")
+    embedder = CountingEmbedder()
+    a, b, c = (compare.side(people_catalog, f) for f in (obama[0], obama[1], biden[0]))
+    first = compare.compare(a, b, embedder=embedder, occlusion_patch=30)
+    second = compare.compare(a, c, embedder=embedder, occlusion_patch=30)
+    assert embedder.calls == [2 + 2 * 25, 1 + 25]  # then face C and its copies only
+    assert a.occluded.shape == (25, 128) and a.occluded_patch == 30
+    again = compare.compare(a, b, embedder=embedder, occlusion_patch=30)
+    assert embedder.calls[2:] == []  # everything kept
+    assert np.array_equal(again.a.occlusion, first.a.occlusion) and not np.array_equal(first.a.occlusion,
+                                                                                         second.a.occlusion)
+    assert a.occlusion is None  # the maps belong to the comparisons, not to the kept side
+    compare.compare(a, b, embedder=embedder, occlusion_patch=50)  # another grid: new copies
+    assert embedder.calls[2:] == [2 * 9]
+
+
+def test_the_widget_embeds_only_what_is_new(people_catalog):
+    embedder = CountingEmbedder()
+    view = FaceCompare(people_catalog, embedder=embedder)
+    labels = {v: k for k, v in view.face_labels.items()}
+    obama, biden = _faces_of(people_catalog, "obama"), _faces_of(people_catalog, "biden")
+    view.pick_a.value, view.pick_b.value = labels[obama[0]], labels[obama[1]]
+    assert embedder.calls == []  # catalogued faces: their stored vectors
+    view.occlusion.value = True
+    assert embedder.calls == [2 * 25]
+    view.pick_b.value = labels[biden[0]]
+    assert embedder.calls[1:] == [25]  # face B's greyed copies only
+    view.threshold.value = 0.5
+    view.pick_b.value = labels[obama[1]]  # seen before
+    assert embedder.calls[2:] == [] and view.comparison.same is (view.comparison.distance <= 0.5)
+
+
+def test_a_kept_figure_draws_each_comparison_as_a_new_one_would(people_catalog):
+    """The compare widget draws every comparison into one kept figure: nothing of the last pair
+    stays (landmarks, lines, titles), and the picture is the one a new figure gives."""
+    obama, biden = _faces_of(people_catalog, "obama"), _faces_of(people_catalog, "biden")
+    same, different = np.array([0.3, 0.4]), np.array([0.8, 0.9])
+    first = compare.compare_faces(people_catalog, obama[0], obama[1], occlusion_patch=30)
+    second = compare.compare_faces(people_catalog, obama[0], biden[0], occlusion_patch=30)
+    kept = plots_compare.ComparisonFigure(same, different, occlusion=True)
+    kept.show(first)
+    kept.png()
+    fig = kept.show(second)
+    crop = kept.axes["b0"]
+    assert len(crop.lines) == 8 and len(crop.collections) == 7  # one face's landmarks: 8 outlines, 7 regions
+    assert crop.get_title().startswith("biden") and "different people" in kept.axes["d"].get_title()
+    new = plots_compare.ComparisonFigure(same, different, occlusion=True)
+    new.show(second)
+    a, b = (np.asarray(Image.open(io.BytesIO(f.png())).convert("L"), float) for f in (kept, new))
+    assert a.shape == b.shape and np.abs(a - b).mean() < 1.0
+    assert len(fig.axes) == 8
+    with pytest.raises(ValueError, match="without occlusion"):
+        plots_compare.ComparisonFigure(same, different).show(second)

@@ -98,3 +98,19 @@ def test_command_line_search_and_exit_codes(people_catalog, tmp_path):
     stats = _iffse("stats", "--data", data, "--json")
     assert stats.returncode == 0 and json.loads(stats.stdout)["photos"] == people_catalog.counts()["photos"]
     assert _iffse("search").returncode == 2
+
+
+def test_queries_embed_on_one_thread_to_the_same_vectors():
+    """Searches and comparisons embed a few chips at a time on one torch thread (two threads wait
+    for each other on a shared CPU); the vectors are the default embedder's."""
+    from iffse_lib import faces, images
+    from iffse_lib.embedders import get_embedder, query_embedder
+
+    query, default = query_embedder(), get_embedder()
+    assert query.model_tag == default.model_tag
+    assert getattr(query, "num_threads", 1) == 1
+    image = images.load_image(FACES / "multi" / "facerec_kit_with_rose.jpg")
+    boxes = faces.default_detector().detect_batch([image])[0]
+    chips = faces.face_chips(image, [faces.landmarks_for_box(image, box) for box, _ in boxes])
+    assert len(chips) == 2
+    assert np.abs(query.embed(chips) - default.embed(chips)).max() < 1e-4

@@ -231,6 +231,32 @@ def wait_for_images(page, selector: str, timeout: float = 30.0) -> list[tuple[in
     return [tuple(s) for s in page.locator(selector).evaluate_all("els => els.map(e => [e.naturalWidth, e.naturalHeight])")]
 
 
+#: JavaScript: canvas pixels of one colour (within 2 per channel), each surrounded by the same
+#: colour (the inside of a dot, not its anti-aliased rim), as [x, y] in CSS pixels of the page.
+FIND_COLOUR = """([canvas, rgb]) => {
+  const ctx = canvas.getContext('2d');
+  const {width, height} = canvas;
+  const data = ctx.getImageData(0, 0, width, height).data;
+  const box = canvas.getBoundingClientRect();
+  const same = (x, y) => { const i = 4 * (y * width + x);
+    return Math.abs(data[i] - rgb[0]) <= 2 && Math.abs(data[i + 1] - rgb[1]) <= 2 && Math.abs(data[i + 2] - rgb[2]) <= 2; };
+  const found = [];
+  for (let y = 2; y < height - 2; y++) for (let x = 2; x < width - 2; x++)
+    if (same(x, y) && same(x - 2, y) && same(x + 2, y) && same(x, y - 2) && same(x, y + 2))
+      found.push([box.x + x * box.width / width, box.y + y * box.height / height]);
+  return found;
+}"""
+
+
+def colour_spots(canvas, rgb: tuple[int, int, int], timeout: float = 60.0) -> list[list[float]]:
+    """Where a canvas (a Playwright locator) shows colour ``rgb``, as [x, y] page CSS pixels
+    (:data:`FIND_COLOUR`); waits up to ``timeout`` seconds for the first, as a figure arrives after
+    its cell has run."""
+    canvas.page.wait_for_function(f"c => ({FIND_COLOUR})([c, {list(rgb)}]).length > 0",
+                                  arg=canvas.element_handle(), timeout=timeout * 1000)
+    return canvas.evaluate(f"c => ({FIND_COLOUR})([c, {list(rgb)}])")
+
+
 def tidy_for_screenshot(page) -> None:
     """Close the left sidebar and any notification toast, so the notebook fills the picture."""
     current = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
