@@ -103,22 +103,22 @@ def photo_side(photo, label: str = "uploaded photo", detector=None,
     """The largest face of a photo that is not in the catalogue (a path, encoded bytes or an RGB
     array), aligned as the pipeline aligns it, without a vector yet (:func:`compare` embeds it).
     ``detector``: a :class:`~iffse_lib.faces.FaceDetector` (default: HOG at upsample 1; pass the
-    catalogue's, :func:`iffse_lib.search.catalog_detector`, to cut chips as its faces were cut),
-    run on a copy at most ``max_side`` pixels long as searches do
-    (:func:`~iffse_lib.faces.detect_scaled`). NoFaceFound when it finds none; BadImage for a file
-    that is not a photo."""
+    catalogue's, :func:`iffse_lib.search.catalog_detector`, to cut chips as its faces were cut);
+    a photo longer than ``max_side`` pixels is detected on a copy that long, as searches do
+    (:meth:`~iffse_lib.faces.FaceDetector.detect`). NoFaceFound when it finds none; BadImage for a
+    file that is not a photo."""
     from . import faces
     from .errors import NoFaceFound
     from .images import load_image
 
     image = photo if isinstance(photo, np.ndarray) else load_image(photo)
     detector = detector or faces.default_detector()
-    found, scale = faces.detect_scaled(detector, image, max_side)
+    found = detector.detect(image, max_side)
     if not found:
-        finds = faces.finds_in(detector, scale)
+        finds = detector.finds(faces.bounded_scale(image.shape, max_side))
         raise NoFaceFound(f"no face found in {label} ({detector.tag} finds {finds})", finds)
-    box, _ = max(found, key=lambda bs: bs[0].width * bs[0].height)
-    landmarks = faces.landmarks_for_box(image, box)
+    largest = found[0]  # largest first
+    box, landmarks = largest.box, largest.landmarks
     chip = faces.face_chips(image, [faces.chip_points(image, box, landmarks, detector.tag)])[0]
     return FaceSide(-1, label, image, box, landmarks, chip, np.zeros(0, np.float32))
 

@@ -42,12 +42,12 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 
 #: HOG detector upsampling; 1 was chosen by measuring on shared/data/faces (see README).
 DEFAULT_UPSAMPLE = 1
-#: Query photos (an upload to search or compare) are detected on a copy at most this many pixels
-#: on its longest side, boxes mapped back (landmarks and chips come from the full photo), so a
-#: larger photo costs little more to detect: a 1,024 x 731 photo takes 0.11 s instead of 0.27 s. In
-#: the 81 photos of shared/data/faces longer than 640 px it finds 109 of the 110 faces found in
-#: the full photos (not one of 44 px); None detects on the full photo.
-QUERY_MAX_SIDE = 640
+#: Query photos (an upload to search or compare) longer than this are detected on a copy this
+#: long, boxes mapped back (landmarks and chips come from the photo): a 4,032 x 3,024 phone photo
+#: would otherwise take seconds. Photos the size of a catalogue's (Instagram's 1,080 px, LFW's
+#: 250 px) are detected whole, as the catalogue's were, so an uploaded catalogue photo finds its
+#: own face at distance 0. None detects every photo whole.
+QUERY_MAX_SIDE = 2048
 #: dlib's face chip for the embedder.
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25

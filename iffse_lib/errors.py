@@ -37,7 +37,7 @@ class BadImage(IffseError):
 
 class NoFaceFound(IffseError):
     """A query photo holds no face the detector can find. ``finds``: which faces it finds in that
-    photo (:func:`iffse_lib.faces.finds_in`), for a message that says what to try."""
+    photo (:meth:`iffse_lib.faces.FaceDetector.finds`), for a message that says what to try."""
 
     def __init__(self, message: str, finds: str | None = None):
         super().__init__(message)

@@ -139,10 +139,12 @@ class FaceDetector:
     def tag(self) -> str:
         return f"{self.kind}-up{self.upsample}"
 
-    def finds(self) -> str:
-        """What it finds, for messages: "frontal faces of about 40 x 40 pixels and larger"."""
-        side = 80 // 2 ** self.upsample
-        return f"{'frontal ' if self.kind == 'hog' else ''}faces of about {side} x {side} pixels and larger"
+    def finds(self, scale: float = 1.0) -> str:
+        """What it finds, for messages: "frontal faces of about 40 x 40 pixels and larger"; in a
+        photo detected on a copy at ``scale`` (:func:`bounded_scale`), in the photo's pixels."""
+        side = round(80 / 2 ** self.upsample / scale)
+        what = f"{'frontal ' if self.kind == 'hog' else ''}faces of about {side} x {side} pixels and larger"
+        return what if scale >= 1.0 else f"{what} (found on a copy scaled by {scale:.2f})"
 
     @classmethod
     def from_tag(cls, tag: str, device: str = "cpu") -> "FaceDetector":
@@ -166,39 +168,31 @@ class FaceDetector:
                                                     batch_size=per_pass)
         return [largest_first(f) for f in found]
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Every face in one (H, W, 3) uint8 RGB photo, largest first, with its 68 landmarks."""
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """Every face in one (H, W, 3) uint8 RGB photo, largest first, with its 68 landmarks.
+
+        ``max_side``: a photo longer than that is detected on a copy scaled down to it, the boxes
+        mapped back (:func:`bounded_scale`; detection costs about its pixels, so a 12-megapixel
+        phone photo would take seconds); the landmarks still come from the photo itself."""
         shape_predictor()  # a missing model file fails here, whether or not a face is found
-        (found,) = self.detect_batch([image])
+        h, w = image.shape[:2]
+        scale = bounded_scale(image.shape, max_side)
+        if scale == 1.0:
+            (found,) = self.detect_batch([image])
+        else:
+            small = Image.fromarray(np.ascontiguousarray(image)).resize(
+                (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+            found = largest_first([(Box(max(0, round(b.left / scale)), max(0, round(b.top / scale)),
+                                        min(w, round(b.right / scale)), min(h, round(b.bottom / scale))), s)
+                                   for b, s in self.detect_batch([np.asarray(small)])[0]])
         return [Detection(box=box, score=score, landmarks=landmarks_for_box(image, box)) for box, score in found]
 
 
-def detect_scaled(detector: FaceDetector, image: np.ndarray,
-                  max_side: int | None = config.QUERY_MAX_SIDE) -> tuple[list[tuple[Box, float]], float]:
-    """``detector``'s boxes in ``image``, found on a copy at most ``max_side`` pixels on its longest
-    side (None, or a smaller photo: the photo itself) and mapped back to the photo's pixels;
-    largest first. Also returns the scale of the copy (1.0: the photo itself), so that messages
-    can say which faces it finds (:func:`finds_in`). Detection costs about its pixels (times 4 per
-    upsampling), so a bounded copy bounds the time a query photo takes; its landmarks and chip are
-    then found in the full photo."""
-    h, w = image.shape[:2]
-    scale = 1.0 if max_side is None or max(h, w) <= max_side else max_side / max(h, w)
-    if scale == 1.0:
-        return detector.detect_batch([image])[0], scale
-    small = Image.fromarray(np.ascontiguousarray(image)).resize(
-        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
-    found = detector.detect_batch([np.asarray(small)])[0]
-    back = [(Box(max(0, round(b.left / scale)), max(0, round(b.top / scale)), min(w, round(b.right / scale)),
-                 min(h, round(b.bottom / scale))), s) for b, s in found]
-    return largest_first(back), scale
-
-
-def finds_in(detector: FaceDetector, scale: float) -> str:
-    """What ``detector`` finds in a photo detected at ``scale`` (:func:`detect_scaled`), for messages."""
-    if scale >= 1.0:
-        return detector.finds()
-    side = round(80 / 2 ** detector.upsample / scale)
-    return f"{detector.finds()} in a copy scaled by {scale:.2f}, so faces of about {side} x {side} pixels and larger here"
+def bounded_scale(shape: tuple[int, ...], max_side: int | None) -> float:
+    """The scale of the copy :meth:`FaceDetector.detect` detects on: 1.0 for a photo no longer
+    than ``max_side`` (or None), else ``max_side`` / its longest side."""
+    longest = max(shape[:2])
+    return 1.0 if max_side is None or longest <= max_side else max_side / longest
 
 
 def default_detector() -> FaceDetector:

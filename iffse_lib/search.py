@@ -20,7 +20,7 @@ from .embed import Embedder
 from .embedders import query_embedder
 from .errors import NoFaceFound
 from .index import FaceIndex
-from .records import MATCH_COLUMNS, Detection, Match
+from .records import MATCH_COLUMNS, Match
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,9 +40,9 @@ class Searcher:
         """``embedder``: by default :func:`~iffse_lib.embedders.query_embedder` (one thread: a
         query embeds a few chips). ``detector`` finds the faces of query photos; by default the one that found most of
         the catalogue's faces (:func:`~iffse_lib.faces.default_detector` when the catalogue has
-        no faces), so that queries and catalogue are aligned alike. It runs on a copy of the
-        photo at most ``max_side`` pixels long (None: the photo itself; see
-        :func:`~iffse_lib.faces.detect_scaled`); landmarks and chips come from the photo.
+        no faces), so that queries and catalogue are aligned alike. A photo longer than
+        ``max_side`` pixels is detected on a copy that long (None: every photo whole; see
+        :meth:`~iffse_lib.faces.FaceDetector.detect`); landmarks and chips come from the photo.
 
         ``client`` (a ``dask.distributed.Client``): search the index shards that ``iffse index
         --shards N`` built, each kept loaded on a worker (:class:`iffse_lib.shards.ShardedIndex`);
@@ -89,11 +89,9 @@ class Searcher:
     def search_image(self, image: np.ndarray, k: int = config.DEFAULT_K, threshold: float | None = None,
                      exclude_face_ids: set[int] | None = None) -> list[pd.DataFrame]:
         """One DataFrame of matches per face in ``image`` (largest face first)."""
-        faces.shape_predictor()  # a missing model file fails here, whether or not a face is found
-        boxes, scale = faces.detect_scaled(self.detector, image, self.max_side)
-        found = [Detection(box=b, score=s, landmarks=faces.landmarks_for_box(image, b)) for b, s in boxes]
+        found = self.detector.detect(image, self.max_side)
         if not found:
-            finds = faces.finds_in(self.detector, scale)
+            finds = self.detector.finds(faces.bounded_scale(image.shape, self.max_side))
             raise NoFaceFound(f"no face found in the query photo ({self.detector.tag} finds {finds})", finds)
         chips = faces.face_chips(image, [faces.chip_points(image, d.box, d.landmarks, self.detector.tag)
                                          for d in found])

@@ -1,5 +1,5 @@
-"""Query photos (an upload to search or compare) are detected on a copy at most
-config.QUERY_MAX_SIDE px long, boxes mapped back to the photo (faces.detect_scaled)."""
+"""Query photos (an upload to search or compare) longer than config.QUERY_MAX_SIDE px are
+detected on a bounded copy, boxes mapped back to the photo (FaceDetector.detect's max_side)."""
 
 from __future__ import annotations
 
@@ -17,30 +17,38 @@ def _iou(a, b) -> float:
     return w * h / (a.width * a.height + b.width * b.height - w * h)
 
 
-def test_query_photos_detect_on_a_bounded_copy_and_find_the_same_faces():
-    """Query photos are detected on a copy at most QUERY_MAX_SIDE px long, boxes mapped back: on
-    the group photos longer than that, the same faces as on the full photo, in its pixels, and
-    nearly the same vectors (landmarks and chips come from the full photo)."""
+def test_a_bounded_copy_finds_the_same_faces_in_the_photos_pixels():
+    """On the group photos longer than 640 px, detecting on a copy 640 px long finds the same
+    faces as the full photo, in its pixels, and nearly the same vectors (landmarks and chips come
+    from the full photo)."""
     from iffse_lib.embedders import get_embedder
 
     detector = faces.default_detector()
     embedder = get_embedder()
-    big = [p for p in sorted((FACES / "multi").glob("*.jpg")) if max(Image.open(p).size) > config.QUERY_MAX_SIDE]
+    big = [p for p in sorted((FACES / "multi").glob("*.jpg")) if max(Image.open(p).size) > 640]
     assert len(big) >= 5
     for path in big:
         image = images.load_image(path)
-        full = detector.detect_batch([image])[0]
-        found, scale = faces.detect_scaled(detector, image)
-        assert scale == config.QUERY_MAX_SIDE / max(image.shape[:2])
+        full = detector.detect(image)
+        found = detector.detect(image, max_side=640)
+        assert faces.bounded_scale(image.shape, 640) == 640 / max(image.shape[:2])
         assert len(found) == len(full), path.name
-        for box, _ in full:
-            assert max(_iou(box, b) for b, _ in found) > 0.5, (path.name, box)
+        for d in full:
+            assert max(_iou(d.box, f.box) for f in found) > 0.5, (path.name, d.box)
+            assert all(0 <= f.box.left < f.box.right <= image.shape[1] for f in found)
         # The largest face's vector moves by far less than the 0.6 same-person distance.
-        twin = max(found, key=lambda bs: _iou(full[0][0], bs[0]))[0]
-        chips = [faces.face_chips(image, [faces.landmarks_for_box(image, box)]) for box in (full[0][0], twin)]
-        a, b = embedder.embed(np.concatenate(chips))
+        twin = max(found, key=lambda f: _iou(full[0].box, f.box))
+        a, b = embedder.embed(faces.face_chips(image, [full[0].landmarks, twin.landmarks]))
         assert np.linalg.norm(a - b) < 0.1, path.name
-    small = images.load_image(FACES / "multi" / "2008_001322.jpg")  # 500 px: detected as it is
-    assert faces.detect_scaled(detector, small) == (detector.detect_batch([small])[0], 1.0)
-    assert faces.detect_scaled(detector, image, None) == (full, 1.0)
-    assert "scaled by 0.50, so faces of about 80 x 80 pixels" in faces.finds_in(detector, 0.5)
+
+
+def test_photos_no_longer_than_the_bound_are_detected_whole():
+    detector = faces.default_detector()
+    image = images.load_image(FACES / "multi" / "2008_001322.jpg")  # 500 px
+    whole = detector.detect(image)
+    assert max(image.shape[:2]) <= config.QUERY_MAX_SIDE and faces.bounded_scale(image.shape, None) == 1.0
+    for got in (detector.detect(image, config.QUERY_MAX_SIDE), detector.detect(image, max(image.shape[:2]))):
+        assert [(d.box, d.score) for d in got] == [(d.box, d.score) for d in whole]
+        assert all(np.array_equal(g.landmarks, d.landmarks) for g, d in zip(got, whole))
+    assert detector.finds(0.5) == "frontal faces of about 80 x 80 pixels and larger (found on a copy scaled by 0.50)"
+    assert detector.finds() == "frontal faces of about 40 x 40 pixels and larger"
