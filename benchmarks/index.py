@@ -2,6 +2,7 @@
 
     python benchmarks/index.py [--n 100000 1000000] [--backends ...] [--data DIR] [--queries 1000] [--json]
     nice python benchmarks/index.py --n 10000000 --backends ivfpq --queries 200   # streamed to disk
+    python benchmarks/index.py --n 1000000 --backends faiss-hnsw --settings faiss-hnsw=256,384,512
 
 Face-like vectors: identities with 2 to 10 photos each (6 on average). Each identity has a
 centre drawn from a Gaussian whose covariance spectrum (a power law, in a random basis) and total
@@ -441,6 +442,19 @@ def print_summaries(kind: str, same: np.ndarray, diff: np.ndarray) -> None:
               f"<0.6: {s['share_below_0.6']:.3f}")
 
 
+def _settings(text: str) -> tuple[str, list[int]]:
+    """``faiss-hnsw=256,384`` -> ("faiss-hnsw", [256, 384]) (argparse rejects anything else)."""
+    backend, _, values = text.partition("=")
+    try:
+        settings = [int(v) for v in values.split(",")]
+    except ValueError:
+        settings = []
+    if backend not in SETTINGS or not settings or any(v < 1 and v != -1 for v in settings):
+        raise argparse.ArgumentTypeError(f"{text!r}: give BACKEND=N,N,… with BACKEND one of {sorted(SETTINGS)} "
+                                         "and whole numbers >= 1 (-1: the backend's default)")
+    return backend, settings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -452,7 +466,12 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, default=None, help="folder for the vectors and indexes (default: a new one in "
                                                            "the system's temporary folder)")
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON document (tables go to stderr)")
+    ap.add_argument("--settings", type=_settings, action="append", default=[], metavar="BACKEND=S,S,…",
+                    help="search settings to measure for a backend instead of its usual ones, e.g. "
+                         "faiss-hnsw=256,384,512 (efSearch) or ivfpq=128,256 (nprobe); may repeat")
     args = ap.parse_args()
+    for backend, values in args.settings:
+        SETTINGS[backend] = values
     if args.json:
         sys.stdout = sys.stderr
     out = sys.__stdout__
