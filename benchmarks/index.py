@@ -54,7 +54,7 @@ import numpy as np
 
 from iffse_lib.embed import MODEL_TAG
 from iffse_lib.index import BACKENDS, FaceIndex, default_backend, exact_search
-from iffse_lib.index_backends import HNSW_EF, IVF_NPROBE
+from iffse_lib.index_backends import IVF_NPROBE, default_ef
 
 DIM = 128
 #: Measured on the LFW subset (../shared/data/lfw, 2,515 photos, dlib-resnet-v1) with --data:
@@ -377,7 +377,7 @@ def measure(backend: str, settings: list[int], vectors, tmp: Path, queries, trut
                      "speedup": round(len(queries) / lat / exact_qps, 1), "recall_at_10": round(recall, 4),
                      "same_person_recall": round(same, 4), "params": params,
                      "load_average": round(os.getloadavg()[0], 1),
-                     "default": backend == default_backend(n) and s == DEFAULT_SETTING.get(backend)})
+                     "default": backend == default_backend(n) and s == default_setting(backend, n)})
         print_row(rows[-1])
     del index
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -386,10 +386,15 @@ def measure(backend: str, settings: list[int], vectors, tmp: Path, queries, trut
 
 
 SETTING_NAMES = {"annoy": "search_k", "ivfpq": "nprobe"}
-#: FaceIndex's default search_k per backend (-1: Annoy's 4 x n_trees x k)
-DEFAULT_SETTING = {"annoy": -1, "faiss-hnsw": HNSW_EF, "ivfpq": IVF_NPROBE}
+
+
+def default_setting(backend: str, n: int) -> int | None:
+    """FaceIndex's default search_k for ``backend`` at ``n`` faces (-1: Annoy's 4 x n_trees x k)."""
+    return {"annoy": -1, "faiss-hnsw": default_ef(n), "ivfpq": IVF_NPROBE}.get(backend)
+
+
 #: settings measured per backend, and build parameters
-SETTINGS = {"annoy": [-1], "faiss-hnsw": [64, 128, 256], "ivfpq": [16, 32, 64, 128], "flat": [0],
+SETTINGS = {"annoy": [-1], "faiss-hnsw": [64, 128, 256, 352], "ivfpq": [16, 32, 64, 128], "flat": [0],
             "usearch": [32, 64, 128], "voyager": [64, 128], "hnswlib": [128, 512]}
 PARAMS = {"annoy": {"n_trees": 50}, "faiss-hnsw": {}, "ivfpq": {}, "flat": {},
           "usearch": {"m": 32, "efc": 128}, "voyager": {"m": 32, "efc": 100}, "hnswlib": {"m": 32, "efc": 100}}

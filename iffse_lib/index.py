@@ -11,7 +11,7 @@ Backends (``backend=``, one class each in :mod:`iffse_lib.index_backends`):
   only 92% of the exact top 10 and 4x finds 98% (tests/test_index.py). Memory-mapped on load.
 - ``"faiss-hnsw"`` (default from :data:`GRAPH_FROM` faces on): faiss's HNSW graph
   (``hnsw_m=32`` links per node, ``hnsw_ef_construction=100``; ``search_k`` is ``efSearch``,
-  default 128). Read into memory on load.
+  default 128, 352 from 1M faces on: ``index_backends.default_ef``). Read into memory on load.
 - ``"ivfpq"``: faiss IVF-PQ codes (32 bytes a face) whose candidates are re-ranked with the
   catalogue's float32 vectors, memory-mapped (:meth:`FaceIndex.attach`): exact distances, a
   fraction of the memory; for tens of millions of faces.

@@ -32,6 +32,12 @@ from .errors import DependencyMissing, IndexMissing
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF = 128
+#: From this many faces on, a query takes HNSW_EF_LARGE candidates by default: in a larger graph
+#: a query's neighbours lie farther apart. Measured on 1M face-like vectors (benchmarks/index.py,
+#: docs/scale.md): efSearch 128 gives recall@10 0.940 and same-person recall 0.983, 352 gives
+#: 0.985 and 0.997 at 22x exact search.
+HNSW_EF_LARGE_FROM = 1_000_000
+HNSW_EF_LARGE = 352
 #: faiss HNSW: after building, every node gets at least this many level-0 in-links (see
 #: :func:`reinforce_in_links`).
 HNSW_MIN_IN_LINKS = 8
@@ -219,7 +225,7 @@ class FaissHNSWBackend(FaissBackend):
         self._ann = ann
 
     def effective_search_k(self, k, search_k):
-        return max(search_k if search_k > 0 else HNSW_EF, k)
+        return max(search_k if search_k > 0 else default_ef(self._ann.ntotal if self._ann is not None else 0), k)
 
     def query(self, q, k, search_k):
         self._ann.hnsw.efSearch = self.effective_search_k(k, search_k)
@@ -238,6 +244,11 @@ class FaissHNSWBackend(FaissBackend):
     def item_vectors(self, items):
         return np.stack([self._ann.reconstruct(int(i)) for i in items]) if len(items) else np.zeros((0, self.dim),
                                                                                                       np.float32)
+
+
+def default_ef(n: int) -> int:
+    """The HNSW graph's efSearch when a query gives none, for a graph of ``n`` faces."""
+    return HNSW_EF_LARGE if n >= HNSW_EF_LARGE_FROM else HNSW_EF
 
 
 def reinforce_in_links(index, vectors: np.ndarray, min_in: int = HNSW_MIN_IN_LINKS) -> int:

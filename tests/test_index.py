@@ -281,3 +281,25 @@ def test_every_node_of_the_faiss_graph_gets_enough_in_links():
     assert (np.bincount(built[built >= 0], minlength=len(vectors)) < HNSW_MIN_IN_LINKS).mean() < 0.01
     ids, dists = index.query(vectors[:200], k=1)
     assert ids[:, 0].tolist() == list(range(200)) and float(dists.max()) < 1e-3
+
+
+def test_a_large_graph_takes_more_candidates_per_query_by_default(tmp_path, monkeypatch):
+    """efSearch defaults to HNSW_EF, and to HNSW_EF_LARGE from HNSW_EF_LARGE_FROM faces on (1M
+    here, lowered for the test); a search_k given is used as it is."""
+    from iffse_lib import index_backends
+
+    assert index_backends.default_ef(999_999) == index_backends.HNSW_EF == 128
+    assert index_backends.default_ef(1_000_000) == index_backends.HNSW_EF_LARGE == 352
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    index = FaceIndex("hand", dim=16, backend="faiss-hnsw")
+    index.add(np.arange(300), vectors, rows=np.arange(300))
+    index.build()
+    graph = index._ann._ann
+    index.query(vectors[0], k=10)
+    assert index.effective_search_k(10) == graph.hnsw.efSearch == 128
+    monkeypatch.setattr(index_backends, "HNSW_EF_LARGE_FROM", 300)
+    ids, _ = index.query(vectors[0], k=10)
+    assert index.effective_search_k(10) == graph.hnsw.efSearch == 352 and ids[0, 0] == 0
+    index.query(vectors[0], k=10, search_k=64)
+    assert graph.hnsw.efSearch == 64
