@@ -54,7 +54,7 @@ import numpy as np
 
 from iffse_lib.embed import MODEL_TAG
 from iffse_lib.index import BACKENDS, FaceIndex, default_backend, exact_search
-from iffse_lib.index_backends import IVF_NPROBE, default_ef
+from iffse_lib.index_backends import IVFPQBackend, default_ef, default_nprobe
 
 DIM = 128
 #: Measured on the LFW subset (../shared/data/lfw, 2,515 photos, dlib-resnet-v1) with --data:
@@ -390,11 +390,11 @@ SETTING_NAMES = {"annoy": "search_k", "ivfpq": "nprobe"}
 
 def default_setting(backend: str, n: int) -> int | None:
     """FaceIndex's default search_k for ``backend`` at ``n`` faces (-1: Annoy's 4 x n_trees x k)."""
-    return {"annoy": -1, "faiss-hnsw": default_ef(n), "ivfpq": IVF_NPROBE}.get(backend)
+    return {"annoy": -1, "faiss-hnsw": default_ef(n), "ivfpq": default_nprobe(IVFPQBackend.n_lists(n))}.get(backend)
 
 
 #: settings measured per backend, and build parameters
-SETTINGS = {"annoy": [-1], "faiss-hnsw": [64, 128, 256, 352], "ivfpq": [16, 32, 64, 128], "flat": [0],
+SETTINGS = {"annoy": [-1], "faiss-hnsw": [64, 128, 256, 352], "ivfpq": [32, 128, 256, 384], "flat": [0],
             "usearch": [32, 64, 128], "voyager": [64, 128], "hnswlib": [128, 512]}
 PARAMS = {"annoy": {"n_trees": 50}, "faiss-hnsw": {}, "ivfpq": {}, "flat": {},
           "usearch": {"m": 32, "efc": 128}, "voyager": {"m": 32, "efc": 100}, "hnswlib": {"m": 32, "efc": 100}}

@@ -53,7 +53,7 @@ import numpy as np
 from . import config
 from .errors import IndexAlreadyBuilt, IndexMismatch, IndexMissing, ModelMismatch
 from .index_backends import (BACKENDS as BACKEND_CLASSES, HNSW_EF_CONSTRUCTION, HNSW_M,
-                             IVF_NPROBE, RERANK_FACTOR, exact_search)
+                             RERANK_FACTOR, exact_search)
 
 METRICS = ("euclidean", "angular")
 BACKENDS = tuple(BACKEND_CLASSES)
@@ -108,13 +108,13 @@ class FaceIndex:
     def __init__(self, model_tag: str, dim: int = 128, metric: str = "euclidean",
                  n_trees: int = config.DEFAULT_N_TREES, search_k: int = -1, seed: int = 0,
                  backend: str = "annoy", hnsw_m: int = HNSW_M, hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
-                 nprobe: int = IVF_NPROBE, rerank: int = RERANK_FACTOR):
+                 nprobe: int | None = None, rerank: int = RERANK_FACTOR):
         backend = OLD_NAMES.get(backend, backend)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-        if n_trees < 1 or hnsw_m < 2 or hnsw_ef_construction < 1 or nprobe < 1 or rerank < 1:
+        if n_trees < 1 or hnsw_m < 2 or hnsw_ef_construction < 1 or (nprobe is not None and nprobe < 1) or rerank < 1:
             raise ValueError("n_trees, nprobe and rerank must be >= 1, hnsw_m >= 2")
         if dim < 1:
             raise ValueError("dim must be >= 1")

@@ -303,3 +303,32 @@ def test_a_large_graph_takes_more_candidates_per_query_by_default(tmp_path, monk
     assert index.effective_search_k(10) == graph.hnsw.efSearch == 352 and ids[0, 0] == 0
     index.query(vectors[0], k=10, search_k=64)
     assert graph.hnsw.efSearch == 64
+
+
+def test_ivfpq_probes_a_share_of_its_lists_by_default_and_keeps_that_rule_on_load(tmp_path):
+    """nprobe defaults to IVF_PROBE_SHARE of the lists (at least IVF_NPROBE_MIN); a search_k given
+    is used as it is; a saved index keeps the rule, not a number."""
+    from iffse_lib import index_backends
+
+    assert index_backends.default_nprobe(4096) == 384 and index_backends.default_nprobe(66) == 32
+    assert index_backends.default_nprobe(8) == 8
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2_000, 32)).astype(np.float32)
+    vectors = centres[rng.integers(0, 2_000, 40_000)] + 0.1 * rng.normal(size=(40_000, 32)).astype(np.float32)
+    index = FaceIndex("hand", dim=32, backend="ivfpq")
+    index.add(np.arange(40_000), vectors, rows=np.arange(40_000))
+    index.build()
+    index.attach(vectors)
+    ivf = index._ann._ann
+    assert ivf.nlist == 800 and index.effective_search_k(10) == 75
+    ids, d = index.query(vectors[:200], k=10)
+    truth, exact_d = exact_search(vectors[:200], vectors, 10)
+    assert ivf.nprobe == 75
+    assert np.mean([len(set(g) & set(t)) / 10 for g, t in zip(ids, truth)]) >= 0.95
+    np.testing.assert_allclose(d[:, 0], exact_d[:, 0], atol=1e-5)  # re-ranked: exact distances
+    index.query(vectors[0], k=10, search_k=5)
+    assert ivf.nprobe == 5
+    index.save(tmp_path)
+    loaded = FaceIndex.load(tmp_path, "hand")
+    loaded.attach(vectors)
+    assert loaded.effective_search_k(10) == 75 and loaded.query(vectors[0], k=1)[0][0, 0] == 0
