@@ -3,7 +3,7 @@
 ``iffse index --shards N`` writes N :class:`~iffse_lib.index.FaceIndex` segments, face ``f``
 going to shard ``shard_of(f, N)`` (a hash, so shards stay even as ids grow)::
 
-    index/<model>.shards/manifest.json     shards, backend, count, fingerprint of the ids, catalogue id
+    index/<model>.shards/manifest.json     shards, backend, counts, build seconds, fingerprint of the ids, catalogue id
     index/<model>.shards/shard-000/…       a saved FaceIndex (see iffse_lib.index)
 
 :class:`ShardedIndex` puts one :class:`ShardActor` per shard on the cluster's workers (a Dask
@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -82,20 +83,25 @@ def build_shards(directory: Path, model_tag: str, face_ids: np.ndarray, rows: np
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    counts = []
+    counts, seconds = [], []
     for s in range(n_shards):
         mine = np.flatnonzero(which == s)
         counts.append(len(mine))
+        seconds.append(0.0)
         if not len(mine):
             continue
+        t = time.perf_counter()
         index = FaceIndex(model_tag, dim=dim, backend=backend, **index_settings)
         index.add(face_ids[mine], vectors_of(face_ids[mine], rows[mine]), rows[mine])
         index.build()
         if vectors is not None:
             index.attach(vectors)
         index.save(tmp / f"shard-{s:03d}", catalog_id=catalog_id)
+        seconds[-1] = round(time.perf_counter() - t, 1)
+        log.info("built shard %d of %d (%d faces) in %.1f s", s + 1, n_shards, len(mine), seconds[-1])
     manifest = {"model_tag": model_tag, "shards": n_shards, "backend": backend, "count": int(len(face_ids)),
-                "counts": counts, "fingerprint": fingerprint(face_ids), "catalog_id": catalog_id, "dim": dim}
+                "counts": counts, "seconds": seconds, "fingerprint": fingerprint(face_ids), "catalog_id": catalog_id,
+                "dim": dim}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

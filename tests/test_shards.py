@@ -88,10 +88,11 @@ def test_ann_shards_keep_the_recall_of_one_index(client, face_vectors, tmp_path)
     face_ids, vectors = face_vectors
     queries = vectors[::5] + np.float32(0.02)
     truth = face_ids[exact_search(queries, vectors, 10)[0]]
-    for backend in ("faiss-hnsw", "annoy"):
+    for backend in ("faiss-hnsw", "annoy", "ivfpq"):
         whole = FaceIndex(MODEL, backend=backend)
-        whole.add(face_ids, vectors)
+        whole.add(face_ids, vectors, rows=np.arange(len(face_ids)))
         whole.build()
+        whole.attach(vectors)  # ivfpq re-ranks from the vectors, as the shards do from the file
         one = _recall(whole.query(queries, 10)[0], truth)
         sharded = _sharded(client, tmp_path, face_ids, vectors, 4, backend)
         got, got_d = sharded.query(queries, k=10)
