@@ -35,7 +35,8 @@ def build_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = c
                 progress: bool = True, backend: str | None = None) -> tuple[FaceIndex, dict]:
     """Build and save a new index segment over every vector of ``model_tag`` (read from the memmap).
 
-    ``backend`` None: Annoy below ``index.GRAPH_FROM`` faces, faiss HNSW from there on (``index.default_backend``).
+    ``backend`` None: Annoy below ``index.GRAPH_FROM`` faces, faiss HNSW from there on, IVF-PQ from
+    ``index.COMPRESSED_FROM`` on (``index.default_backend``).
     """
     from .index import default_backend
 

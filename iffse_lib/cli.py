@@ -430,8 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rebuild the whole index (otherwise new faces are searched exactly until they pass "
                             "10%% of the index, 1,000 to 50,000 faces)")
     index.add_argument("--backend", choices=("annoy", "faiss-hnsw", "ivfpq", "flat"), default=None,
-                       help="index backend for a rebuild (default: annoy below 100,000 faces, faiss-hnsw from there "
-                            "on; ivfpq: compressed, for tens of millions; flat: exact)")
+                       help="index backend for a rebuild (default: annoy below 100,000 faces, faiss-hnsw up to "
+                            "1M, ivfpq from 1M on: compressed codes re-ranked from the vectors; flat: exact)")
     index.add_argument("--shards", type=bounded(int, 1, MAX_SHARDS), default=None, metavar="N",
                        help="also build N index shards by face id, for `iffse search PHOTO --workers N` "
                             "(built shards are rebuilt whenever the catalogue's faces change)")

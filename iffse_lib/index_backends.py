@@ -7,10 +7,12 @@ vectors (``benchmarks/index.py``; README "Choosing the index backend"):
 
 - ``annoy``: spotify/annoy trees, memory-mapped on load; the small-catalogue default.
 - ``faiss-hnsw``: faiss ``IndexHNSWFlat`` (graph; float32 vectors inside, read into memory on
-  load); the default from :data:`iffse_lib.index.GRAPH_FROM` faces on.
+  load); the default from :data:`iffse_lib.index.GRAPH_FROM` faces on, up to
+  :data:`iffse_lib.index.COMPRESSED_FROM`.
 - ``ivfpq``: faiss ``IndexIVFPQFastScan`` (inverted lists of 32-byte product-quantised codes,
-  16x smaller than the vectors, scanned with SIMD). Its candidates are re-ranked with the float32 vectors memory-mapped from the
-  catalogue, so the distances returned are exact; for tens of millions of faces.
+  16x smaller than the vectors, scanned with SIMD). Its candidates are re-ranked with the float32
+  vectors memory-mapped from the catalogue, so the distances returned are exact; the default
+  from :data:`iffse_lib.index.COMPRESSED_FROM` faces on.
 - ``flat``: exact search (numpy) over a copy of the vectors; for shards whose answers must equal
   unsharded exact search.
 

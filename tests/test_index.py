@@ -160,7 +160,8 @@ def test_reused_face_id_with_a_new_vector_is_a_new_face(backend):
 def test_rebuild_threshold_and_buffer_growth():
     assert rebuild_threshold(100) == 1_000 and rebuild_threshold(100_000) == 10_000
     assert rebuild_threshold(10_000_000) == 50_000
-    assert default_backend(2_500) == "annoy" and default_backend(1_000_000) == "faiss-hnsw"
+    assert default_backend(2_500) == "annoy" and default_backend(999_999) == "faiss-hnsw"
+    assert default_backend(1_000_000) == "ivfpq"
     rng = np.random.default_rng(2)
     index = FaceIndex("m", dim=4, n_trees=2)
     index.add(np.arange(100), rng.normal(size=(100, 4)))
