@@ -370,14 +370,15 @@ def measure(backend: str, settings: list[int], vectors, tmp: Path, queries, trut
         batch(queries, s)
         qps_batched = len(queries) / (time.perf_counter() - t)
         recall, same = recall_rows(got, truth, labels[truth], q_labels)
-        rows.append({"backend": backend, "setting": f"{SETTING_NAMES.get(backend, 'ef')}={s}", "n": n,
+        shown = default_setting(backend, n) if s == -1 and backend in ("faiss-hnsw", "ivfpq") else s
+        rows.append({"backend": backend, "setting": f"{SETTING_NAMES.get(backend, 'ef')}={shown}", "n": n,
                      "build_s": round(build_s, 1), "file_mb": round(_size_mb(path), 1),
                      "resident_mb": round(_rss_mb() - rss0, 1), "qps": round(len(queries) / lat, 1),
                      "qps_batched": round(qps_batched, 1), "exact_qps": round(exact_qps, 2),
                      "speedup": round(len(queries) / lat / exact_qps, 1), "recall_at_10": round(recall, 4),
                      "same_person_recall": round(same, 4), "params": params,
                      "load_average": round(os.getloadavg()[0], 1),
-                     "default": backend == default_backend(n) and s == default_setting(backend, n)})
+                     "default": backend == default_backend(n) and s in (-1, default_setting(backend, n))})
         print_row(rows[-1])
     del index
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
