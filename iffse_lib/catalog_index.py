@@ -112,6 +112,17 @@ def checked_vectors(vectors: np.ndarray, face_ids: np.ndarray, model_tag: str) -
     return out
 
 
+def chosen_backend(catalog: Catalog, model_tag: str, backend: str | None) -> str | None:
+    """The backend a rebuild of ``model_tag``'s index uses: ``backend`` when given (and remembered
+    for later rebuilds), the one given before when None, None (the default for the size) after
+    ``"auto"`` or when none was ever given."""
+    key = f"index_backend:{model_tag}"
+    if backend is None:
+        return catalog.get_meta(key) or None
+    catalog.set_meta(key, "" if backend == "auto" else backend)
+    return None if backend == "auto" else backend
+
+
 def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
                  rebuild: bool = False, backend: str | None = None,
                  progress: bool = True) -> tuple[FaceIndex, dict]:
@@ -121,11 +132,19 @@ def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = 
     :mod:`iffse_lib.index`), unless ``rebuild`` is set, no usable segment exists, ``backend``
     differs from the segment's, or the buffer plus removed faces pass
     :func:`iffse_lib.index.rebuild_threshold` (10% of the segment, 1,000 to 50,000 faces).
+
+    A ``backend`` given is kept for later rebuilds (after ``forget``, or as the catalogue grows;
+    meta key ``index_backend:<model>``) until another is given; ``"auto"`` returns to the
+    default for the catalogue's size (:func:`iffse_lib.index.default_backend`).
     """
     from .errors import IffseError
-    from .index import rebuild_threshold
+    from .index import default_backend, rebuild_threshold
 
     model_tag = model_tag or get_embedder().model_tag
+    auto = backend == "auto"
+    backend = chosen_backend(catalog, model_tag, backend)
+    if auto and catalog.model_info(model_tag):  # the size's default, now
+        backend = default_backend(len(catalog.vector_rows(model_tag)[0]))
     t = time.perf_counter()
     reason = "--rebuild" if rebuild else None
     index = None

@@ -140,7 +140,8 @@ def cmd_index(args) -> int:
         index, info = update_index(cat, embedder.model_tag, n_trees=args.n_trees, rebuild=args.rebuild,
                                    backend=args.backend, progress=not args.quiet)
         counts["index"] = info
-        shards = update_shards(cat, embedder.model_tag, args.shards, args.backend)
+        shard_backend = None if args.backend == "auto" else args.backend
+        shards = update_shards(cat, embedder.model_tag, args.shards, shard_backend)
         if shards is not None:
             counts["shards"] = {key: shards[key] for key in ("shards", "backend", "count", "counts", "rebuilt")}
         cat.finish_run("ok", counts)
@@ -429,9 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--rebuild", action="store_true",
                        help="rebuild the whole index (otherwise new faces are searched exactly until they pass "
                             "10%% of the index, 1,000 to 50,000 faces)")
-    index.add_argument("--backend", choices=("annoy", "faiss-hnsw", "ivfpq", "flat"), default=None,
-                       help="index backend for a rebuild (default: annoy below 100,000 faces, faiss-hnsw up to "
-                            "1M, ivfpq from 1M on: compressed codes re-ranked from the vectors; flat: exact)")
+    index.add_argument("--backend", choices=("annoy", "faiss-hnsw", "ivfpq", "flat", "auto"), default=None,
+                       help="index backend, kept for later rebuilds until another is given (auto, and the "
+                            "default: annoy below 100,000 faces, faiss-hnsw up to 1M, ivfpq from 1M on: compressed "
+                            "codes re-ranked from the vectors; flat: exact)")
     index.add_argument("--shards", type=bounded(int, 1, MAX_SHARDS), default=None, metavar="N",
                        help="also build N index shards by face id, for `iffse search PHOTO --workers N` "
                             "(built shards are rebuilt whenever the catalogue's faces change)")

@@ -59,3 +59,34 @@ def test_forget_erases_vectors_from_index_shards_too(small_copy):
     assert "2 index shards" in out and "rebuilt" in out.split("index shards")[1]
     for secret in secrets:
         assert _files_holding(small_copy, secret) == []
+
+
+def test_an_ivfpq_index_finds_every_face_and_forgets_like_the_others(small_copy):
+    """The compressed index (the default from 1M faces on), built by `iffse index --backend ivfpq`:
+    every face finds itself at distance 0 through its codes and the re-rank from the vector file;
+    after `forget` the index is rebuilt as ivfpq again (the backend chosen is kept) and neither
+    holds nor returns the forgotten faces; `--backend auto` returns to the size's default."""
+    from iffse_lib import catalog_index
+
+    out = iffse("index", "--rebuild", "--backend", "ivfpq", data=small_copy, check=0).stdout
+    assert "ivfpq" in out
+    n_faces = faces_find_themselves(small_copy)
+    with Catalog(small_copy, readonly=True) as cat:
+        faces = cat.faces(TAG)
+        photo_id = int(faces["photo_id"].iloc[0])
+        face_ids = faces.loc[faces["photo_id"] == photo_id, "face_id"].tolist()
+        _, vectors = cat.vectors(TAG, face_ids)
+    iffse("forget", "--photo", photo_id, data=small_copy, check=0)
+    rebuilt = iffse("index", data=small_copy, check=0).stdout
+    assert "rebuilt" in rebuilt and "erased" in rebuilt
+    with Catalog(small_copy, readonly=True) as cat:
+        index = catalog_index.load_index(cat, TAG, sync=False)
+        assert index.backend == "ivfpq" and not set(face_ids) & set(index.face_ids.tolist())
+        got, _ = index.query(vectors, k=3)
+        assert not set(face_ids) & set(got.ravel().tolist())
+    assert faces_find_themselves(small_copy) == n_faces - len(face_ids)
+    for v in vectors:
+        assert _files_holding(small_copy, v.astype("<f4").tobytes()) == []
+    assert "annoy" in iffse("index", "--backend", "auto", data=small_copy, check=0).stdout
+    with Catalog(small_copy, readonly=True) as cat:
+        assert catalog_index.load_index(cat, TAG).backend == "annoy"
