@@ -168,8 +168,8 @@ def main() -> None:
         alone = one_shard_latency(tmp / "shards" / "shard-000", vectors, queries, settings, k)
         for row in rows:
             row["one_shard_ms_median"] = alone[row["setting"]]
-            print(f"  setting {row['setting']:>5}: one shard alone, in this process: {row['one_shard_ms_median']:.2f} ms "
-                  "median", file=sys.stderr, flush=True)
+            print(f"  setting {row['setting']:>5}: one shard alone, in this process: "
+                  f"{row['one_shard_ms_median']:.2f} ms median", file=sys.stderr, flush=True)
         for row in shard_rows:
             addr = next((a for a, p in pids.items() if p == where.get(row["shard"])), None)
             row["worker"] = addr
