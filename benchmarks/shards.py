@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from index import CALIBRATION, FaceLikeGenerator, exact_truth, recall_rows, write_dataset  # noqa: E402
+from index import CALIBRATION, FaceLikeGenerator, _size_mb, exact_truth, recall_rows, write_dataset  # noqa: E402
 
 from iffse_lib.distributed import dask_client  # noqa: E402
 from iffse_lib.index import BACKENDS, FaceIndex  # noqa: E402
@@ -57,10 +57,6 @@ def _rss_mb() -> dict[str, float]:
             if key in ("RssAnon", "RssFile", "RssShmem"):
                 fields[key] = int(value.split()[0]) / 1024
     return {"own": round(fields.get("RssAnon", 0.0), 1), "mapped": round(fields.get("RssFile", 0.0), 1)}
-
-
-def _size_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
 def build(vectors, n_shards: int, backend: str, directory: Path) -> list[dict]:

@@ -113,14 +113,18 @@ def checked_vectors(vectors: np.ndarray, face_ids: np.ndarray, model_tag: str) -
 
 
 def chosen_backend(catalog: Catalog, model_tag: str, backend: str | None) -> str | None:
-    """The backend a rebuild of ``model_tag``'s index uses: ``backend`` when given (and remembered
-    for later rebuilds), the one given before when None, None (the default for the size) after
-    ``"auto"`` or when none was ever given."""
+    """The backend for ``model_tag``'s index: ``backend`` when given (remembered for later
+    rebuilds, meta key ``index_backend:<model>``), else the one given before; ``"auto"`` forgets
+    the choice and gives the default for the catalogue's size; None when none was ever given."""
+    from .index import default_backend
+
     key = f"index_backend:{model_tag}"
     if backend is None:
         return catalog.get_meta(key) or None
     catalog.set_meta(key, "" if backend == "auto" else backend)
-    return None if backend == "auto" else backend
+    if backend != "auto":
+        return backend
+    return default_backend(len(catalog.vector_rows(model_tag)[0])) if catalog.model_info(model_tag) else None
 
 
 def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = config.DEFAULT_N_TREES,
@@ -138,13 +142,10 @@ def update_index(catalog: Catalog, model_tag: str | None = None, n_trees: int = 
     default for the catalogue's size (:func:`iffse_lib.index.default_backend`).
     """
     from .errors import IffseError
-    from .index import default_backend, rebuild_threshold
+    from .index import rebuild_threshold
 
     model_tag = model_tag or get_embedder().model_tag
-    auto = backend == "auto"
     backend = chosen_backend(catalog, model_tag, backend)
-    if auto and catalog.model_info(model_tag):  # the size's default, now
-        backend = default_backend(len(catalog.vector_rows(model_tag)[0]))
     t = time.perf_counter()
     reason = "--rebuild" if rebuild else None
     index = None

@@ -336,9 +336,9 @@ class IVFPQBackend(FaissBackend):
         rng = np.random.default_rng(seed)
         sample = self._prep(np.asarray(vectors[np.sort(rng.choice(n, min(n, max(train_on, 50 * nlist)),
                                                                   replace=False))]))
-        # a tiny index repeats its vectors, so that each sub-quantiser's 16 centroids have the
-        # 39 points apiece that faiss asks for (the distances returned are exact either way)
-        ann.train(np.resize(sample, (max(len(sample), 39 * 16), self.dim)))
+        if len(sample) < 39 * 16:  # a tiny index repeats its vectors, so that each sub-quantiser's 16
+            sample = np.resize(sample, (39 * 16, self.dim))  # centroids get the 39 points faiss asks for
+        ann.train(sample)
         for s in range(0, n, 200_000):  # vectors may be a memory map: a slice at a time
             ann.add(self._prep(np.asarray(vectors[s:s + 200_000])))
         self._ann = ann
