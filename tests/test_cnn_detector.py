@@ -8,13 +8,13 @@ benchmarks/cnn_detector.py makes the same check on every photo of ../shared/data
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from iffse_lib import config, images
 from iffse_lib.errors import IffseError
+
+from conftest import FACES
 
 #: torch against dlib's own CNN detector on every fixture photo; make test-fast leaves these out
 pytestmark = pytest.mark.slow
@@ -24,7 +24,6 @@ torch = pytest.importorskip("torch")
 
 from iffse_lib import align_torch, cnn_detector, dlibnet  # noqa: E402
 
-FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 PHOTOS = [
     "tilted/lfw_Hugo_Chavez_0006.jpg",
     "people/deepface_person13/deepface_img25.jpg",

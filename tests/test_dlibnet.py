@@ -20,6 +20,8 @@ from iffse_lib import config
 from iffse_lib.embed import DlibEmbedder
 from iffse_lib.errors import IffseError, ModelFileCorrupt
 
+from conftest import FACES
+
 #: torch against dlib's own network on every fixture face; make test-fast leaves these out
 pytestmark = pytest.mark.slow
 
@@ -29,8 +31,6 @@ torch = pytest.importorskip("torch")
 from iffse_lib import dlibnet  # noqa: E402  (needs torch)
 from iffse_lib.embed_torch import TorchEmbedder  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FACES = SHARED / "data" / "faces"
 RESNET = config.MODELS_DIR / config.FACE_RESNET_FILE
 
 
@@ -41,8 +41,6 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def chips() -> np.ndarray:
     """Every face dlib's HOG detector finds at upsample 1 in ../shared/data/faces, as 150 px chips."""
-    if not FACES.is_dir():
-        pytest.skip(f"{FACES} not found")
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(config.MODELS_DIR / config.SHAPE_PREDICTOR_68_FILE))
     found = []
